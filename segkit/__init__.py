@@ -1,0 +1,47 @@
+"""segkit: semantic segmentation in which every model part is a plugin."""
+
+from __future__ import annotations
+
+from segkit.config import Config, load_config
+from segkit.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    IncompatiblePartsError,
+    PluginError,
+    SegkitError,
+)
+from segkit.geometry import BackboneInfo, FeatureInfo, bilinear_kernel, crop_or_pad, kernel_center
+from segkit.hookspecs import hookimpl
+from segkit.model import SegmentationModel, build_model
+from segkit.registry import Param
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackboneInfo",
+    "CheckpointError",
+    "Config",
+    "ConfigError",
+    "DataError",
+    "FeatureInfo",
+    "IncompatiblePartsError",
+    "Param",
+    "PluginError",
+    "SegkitError",
+    "SegmentationModel",
+    "bilinear_kernel",
+    "build_model",
+    "build_postprocessor",
+    "crop_or_pad",
+    "hookimpl",
+    "kernel_center",
+    "load_config",
+]
+
+
+def build_postprocessor(name: str, **params: object) -> object:
+    """Build a registered post-processor (for example ``"densecrf"``) with its parameters."""
+    from segkit.plugins import get_plugins
+
+    return get_plugins().registry.get("postprocessor", name).build(params=params)

@@ -1,0 +1,41 @@
+"""Errors a user can fix.
+
+Everything raised as a :class:`SegkitError` is printed by the command line as one
+line (no traceback unless ``--debug``) and ends the process with a non-zero code.
+The message names what is wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class SegkitError(Exception):
+    """A problem with the user's input: a config, a path, a name, a file."""
+
+
+class ConfigError(SegkitError):
+    """The config (TOML file or ``--set`` override) is not valid."""
+
+
+class PluginError(SegkitError):
+    """A plugin name is unknown, registered twice, or a plugin failed to load."""
+
+
+class IncompatiblePartsError(SegkitError):
+    """Two model parts cannot be combined (e.g. FCN-8s on an output-stride-8 backbone)."""
+
+
+class DataError(SegkitError):
+    """A dataset, image or mask is missing, malformed or inconsistent."""
+
+
+class CheckpointError(SegkitError):
+    """A checkpoint is missing, not a segkit checkpoint, or does not fit the config."""
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """Return ``"; did you mean 'x'?"`` for the closest choice, or an empty string."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
