@@ -263,3 +263,17 @@ def load_config(
         registry = get_plugins().registry
     raw = apply_overrides(read_toml(path), overrides)
     return config_from_dict(raw, name=Path(path).stem, registry=registry)
+
+
+def dump_toml(data: Mapping[str, Any]) -> str:
+    """A config as TOML text (TOML has no null: unset optional values are left out)."""
+    import tomli_w
+
+    def drop_none(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: drop_none(v) for k, v in value.items() if v is not None}
+        if isinstance(value, list):
+            return [drop_none(v) for v in value]
+        return value
+
+    return tomli_w.dumps(drop_none(data))

@@ -1,0 +1,212 @@
+"""The ``segkit`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from segkit.errors import SegkitError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", type=Path, help="TOML config file")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value (TOML syntax), e.g. --set train.epochs=5",
+    )
+
+
+def _load(args: argparse.Namespace):
+    from segkit.config import load_config
+
+    return load_config(args.config, args.overrides, registry=_plugins(args).registry)
+
+
+def _plugins(args: argparse.Namespace):
+    from segkit.plugins import get_plugins
+
+    plugins = get_plugins(frozenset(args.disable_plugin))
+    for failure in plugins.failures():
+        err_console.print(Text(f"warning: plugin '{failure.name}' {failure.status}", "yellow"))
+    return plugins
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from segkit.runner import run_config
+
+    config = _load(args)
+    if args.resume and args.run_dir is None:
+        args.run_dir = _latest_run_dir(config.name)
+    run_config(config, args.run_dir, console)
+    return 0
+
+
+def _latest_run_dir(name: str) -> Path:
+    runs = sorted(p for p in (Path("runs") / name).glob("*") if (p / "last.pt").exists())
+    if not runs:
+        raise SegkitError(f"--resume: no run of '{name}' with a last.pt under runs/{name}/")
+    return runs[-1]
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from segkit import data as segdata
+    from segkit.predict import Segmenter, write_prediction
+
+    _plugins(args)
+    segmenter = Segmenter.from_checkpoint(args.checkpoint, device=args.device)
+    if args.crf and not segmenter.postprocessors:
+        err_console.print("[yellow]note:[/] the checkpoint's config has no post-processors")
+    for path in args.images:
+        image = segdata.read_image(path)
+        pair = segmenter.predict_pair(image, crf=args.crf)
+        written = write_prediction(args.out, Path(path).stem, pair, segmenter.palette)
+        console.print(f"{path} -> {', '.join(str(p) for p in written)}")
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from segkit.registry import KINDS
+
+    plugins = _plugins(args)
+    table = Table(title="installed plugins")
+    for column in ("plugin", "distribution", "version", "status"):
+        table.add_column(column)
+    for info in plugins.infos:
+        style = "" if info.status == "loaded" else "yellow"
+        table.add_row(info.name, info.distribution, info.version, info.status, style=style)
+    console.print(table)
+    for kind in KINDS:
+        names = plugins.registry.components[kind]
+        table = Table(title=f"{kind}s", show_lines=True)
+        for column in ("name", "plugin", "description", "parameters"):
+            table.add_column(column)
+        for name in sorted(names):
+            comp = names[name]
+            params = "\n".join(
+                f"{p.name}: {p.type_name()} = {p.default!r} — {p.help}" for p in comp.params
+            )
+            table.add_row(name, comp.plugin, comp.help, params or "—")
+        console.print(table)
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from segkit.config import dump_toml
+
+    console.print(dump_toml(_load(args).to_dict()), markup=False, highlight=False)
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from segkit.summary import print_summary
+
+    config = _load(args)
+    print_summary(config, args.input, console, registry=_plugins(args).registry)
+    return 0
+
+
+def cmd_refine(args: argparse.Namespace) -> int:
+    from segkit import refine
+
+    _plugins(args)
+    return refine.run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="segkit", description="Semantic segmentation in which every model part is a plugin."
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument(
+        "--disable-plugin",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="do not load this plugin (also: SEGKIT_DISABLE_PLUGINS=a,b)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="train, evaluate and predict as the config says")
+    _add_config_args(p)
+    p.add_argument("--run-dir", type=Path, default=None, help="default: runs/<config>/<time>/")
+    p.add_argument("--resume", action="store_true", help="continue the latest run of this config")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("predict", help="segment images with a checkpoint")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("images", nargs="+", type=Path)
+    p.add_argument("--out", type=Path, default=Path("predictions"))
+    p.add_argument(
+        "--crf",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="apply the checkpoint's post-processors (default: yes)",
+    )
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("plugins", help="list installed plugins and what they register")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("config", help="print the resolved config")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("summary", help="per-module output shapes and parameter counts")
+    _add_config_args(p)
+    p.add_argument("--input", default="3x375x500", help="input size CxHxW (default 3x375x500)")
+    p.set_defaults(func=cmd_summary)
+
+    try:
+        from segkit import refine
+    except ImportError:  # the refine command needs its module; the rest works without it
+        refine = None
+    if refine is not None:
+        p = sub.add_parser("refine", help="refine a rough label image with a dense CRF")
+        refine.add_arguments(p)
+        p.set_defaults(func=cmd_refine)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except SegkitError as exc:
+        if args.debug:
+            raise
+        err_console.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        err_console.print(
+            Text.assemble(
+                ("internal error: ", "bold red"),
+                f"{type(exc).__name__}: {message} (run with --debug for the traceback)",
+            ),
+            soft_wrap=True,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
