@@ -37,7 +37,9 @@ def test_metrics_match_reference(seed):
     target = rng.integers(0, num_classes, size=(3, 40, 50))
     target[rng.random(target.shape) < 0.1] = 255
     target[target == 4] = 1  # class 4 absent from the targets
-    pred = np.where(rng.random(target.shape) < 0.7, target, rng.integers(0, num_classes, target.shape))
+    pred = np.where(
+        rng.random(target.shape) < 0.7, target, rng.integers(0, num_classes, target.shape)
+    )
     pred[pred == 255] = 0
     pred[pred == 5] = 0  # class 5 never predicted
     matrix = ConfusionMatrix(num_classes)

@@ -13,7 +13,9 @@ from segkit.plugins import load_plugins
 from segkit.registry import Component, Param, Registry
 
 
-def install_fake_distribution(root, dist: str, modules: dict[str, str], entry_points: dict[str, str]):
+def install_fake_distribution(
+    root, dist: str, modules: dict[str, str], entry_points: dict[str, str]
+):
     """A minimal installed distribution: a .dist-info folder plus its modules on sys.path."""
     info = root / f"{dist}-1.2.3.dist-info"
     info.mkdir(parents=True)
@@ -44,7 +46,10 @@ def site(tmp_path, monkeypatch):
 
 def test_third_party_plugin_is_loaded_after_builtins(site):
     install_fake_distribution(
-        site, "fake-extra", {"fake_extra": GOOD_PLUGIN.format(name="tiny_head")}, {"extra": "fake_extra"}
+        site,
+        "fake-extra",
+        {"fake_extra": GOOD_PLUGIN.format(name="tiny_head")},
+        {"extra": "fake_extra"},
     )
     plugins = load_plugins()
     component = plugins.registry.get("head", "tiny_head")
@@ -83,7 +88,9 @@ def test_two_plugins_registering_one_name_is_an_error_naming_both(site):
         },
         {"one": "fake_one", "two": "fake_two"},
     )
-    with pytest.raises(PluginError, match=r"'same_head' is registered by both plugin 'one' and plugin 'two'"):
+    with pytest.raises(
+        PluginError, match=r"'same_head' is registered by both plugin 'one' and plugin 'two'"
+    ):
         load_plugins()
     plugins = load_plugins(disable={"two"})
     assert plugins.registry.get("head", "same_head").plugin == "one"
@@ -91,7 +98,10 @@ def test_two_plugins_registering_one_name_is_an_error_naming_both(site):
 
 def test_plugins_can_be_disabled_by_environment(site, monkeypatch):
     install_fake_distribution(
-        site, "fake-extra", {"fake_extra": GOOD_PLUGIN.format(name="tiny_head")}, {"extra": "fake_extra"}
+        site,
+        "fake-extra",
+        {"fake_extra": GOOD_PLUGIN.format(name="tiny_head")},
+        {"extra": "fake_extra"},
     )
     monkeypatch.setenv("SEGKIT_DISABLE_PLUGINS", "extra, other")
     plugins = load_plugins()
@@ -106,7 +116,9 @@ def make_component(*params: Param) -> Component:
 def test_unknown_name_lists_what_exists_with_did_you_mean():
     registry = Registry()
     registry.add(make_component())
-    with pytest.raises(PluginError, match=r"unknown head 'dmeo'; did you mean 'demo'\? \(installed: demo\)"):
+    with pytest.raises(
+        PluginError, match=r"unknown head 'dmeo'; did you mean 'demo'\? \(installed: demo\)"
+    ):
         registry.get("head", "dmeo")
 
 
@@ -125,7 +137,9 @@ def test_parameters_are_validated_and_defaults_filled():
         "weights": None,
         "scales": [1.0, 0.5],
     }
-    with pytest.raises(ConfigError, match=r"unknown parameter 'drop_out'; did you mean 'dropout'\?"):
+    with pytest.raises(
+        ConfigError, match=r"unknown parameter 'drop_out'; did you mean 'dropout'\?"
+    ):
         component.bind({"drop_out": 0.1})
     with pytest.raises(ConfigError, match=r"parameter 'layers' must be int, got '3' \(str\)"):
         component.bind({"layers": "3"})
