@@ -91,12 +91,6 @@ class Segmenter:
             build_postprocessors(config, plugins),
         )
 
-    def _to_tensor(self, image: np.ndarray) -> torch.Tensor:
-        mean = torch.tensor(self.config.data.mean).view(3, 1, 1)
-        std = torch.tensor(self.config.data.std).view(3, 1, 1)
-        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255
-        return ((tensor - mean) / std)[None].to(self.device)
-
     @torch.inference_mode()
     def predict_pair(
         self, image: np.ndarray | str | Path | Image.Image, crf: bool = True
@@ -106,7 +100,8 @@ class Segmenter:
             image = segdata.read_image(image)
         elif isinstance(image, Image.Image):
             image = np.asarray(image.convert("RGB"))
-        logits = self.model(self._to_tensor(image))
+        tensor = segdata.normalize(image, self.config.data.mean, self.config.data.std)
+        logits = self.model(tensor[None].to(self.device))
         probs = logits.float().softmax(1)
         raw = Prediction(probs.argmax(1)[0].cpu().numpy().astype(np.uint8), probs[0].cpu().numpy())
         refined = None
