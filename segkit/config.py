@@ -84,7 +84,7 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    every: int = _help("evaluate every N epochs (the last epoch always)", 1)
+    every: int = _help("evaluate every N epochs and after the last (0: not while training)", 1)
     batch_size: int = _help("evaluation batch size (full-size images are padded)", 1)
     postprocess: bool = _help("also evaluate each post-processor", True)
     max_images: int | None = _help("evaluate at most this many images", None)

@@ -342,8 +342,8 @@ class Runner:
                         advance=1,
                         info=f"loss {result.loss:.3f}  lr {lr:.2e}  {rate:.1f} img/s",
                     )
-                    every = train_cfg.checkpoint_every
-                    if every and step % every == 0 and step < steps_per_epoch:
+                    save_every = train_cfg.checkpoint_every
+                    if save_every and step % save_every == 0 and step < steps_per_epoch:
                         self.save("last.pt", **snapshot(epoch, step))
                     if interrupted.flag:
                         self.save("last.pt", **snapshot(epoch, step))
@@ -358,8 +358,8 @@ class Runner:
                     "lr": optimizer.param_groups[0]["lr"],
                     "images_per_s": meter.add(0),
                 }
-                last = epoch + 1 == train_cfg.epochs
-                if last or (epoch + 1) % cfg.eval.every == 0:
+                every = cfg.eval.every
+                if every and (epoch + 1 == train_cfg.epochs or (epoch + 1) % every == 0):
                     metrics = self.evaluate_raw(progress)
                     record.update({k: metrics[k] for k in ("miou", "pixel_acc", "mean_class_acc")})
                     if metrics["miou"] is not None and metrics["miou"] > best:
