@@ -1,0 +1,66 @@
+"""A third-party plugin package is pip-installed, listed, and builds a working model."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "segkit-mobilenet"
+
+
+@pytest.fixture(scope="module")
+def plugin_site(tmp_path_factory) -> dict[str, str]:
+    site = tmp_path_factory.mktemp("site")
+    subprocess.run(
+        [
+            sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+            "--no-build-isolation", "--disable-pip-version-check",
+            "--target", str(site), str(EXAMPLE),
+        ],
+        check=True,
+        timeout=600,
+    )  # fmt: skip
+    return {**os.environ, "PYTHONPATH": str(site)}
+
+
+def test_installed_plugin_is_listed(plugin_site):
+    result = subprocess.run(
+        [sys.executable, "-m", "segkit", "plugins"],
+        env={**plugin_site, "COLUMNS": "250"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if "segkit-mobilenet" in line)
+    assert "mobilenet" in row and "0.1.0" in row and "loaded" in row
+    assert "mobilenet_v3" in result.stdout
+
+
+def test_installed_plugin_builds_and_runs_a_model(plugin_site):
+    script = textwrap.dedent(
+        """
+        import torch
+        from segkit.config import Part
+        from segkit.model import build_model_from_parts
+        from segkit.plugins import get_plugins
+
+        registry = get_plugins().registry
+        model = build_model_from_parts(
+            registry, Part("mobilenet_v3", {"size": "small"}), Part("fcn8s"),
+            Part("interpolate"), num_classes=5,
+        )
+        with torch.no_grad():
+            print(tuple(model.eval()(torch.randn(1, 3, 97, 131)).shape))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=plugin_site, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "(1, 5, 97, 131)"
