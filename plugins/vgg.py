@@ -31,7 +31,7 @@ small CPU models; such models cannot take pretrained weights.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -342,7 +342,7 @@ def _kernel_taps(size: int) -> Tensor:
 
 
 @hookimpl
-def register_backbones(register) -> None:
+def register_backbones(register: Callable[..., None]) -> None:
     common = [
         Param(
             "weights",

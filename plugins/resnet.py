@@ -1,0 +1,217 @@
+"""ResNet backbones (torchvision's ResNet-18/34/50/101) for FCN and DeepLab heads.
+
+The architectures are torchvision's, built without weights; the state dict is
+loaded here so that ``"imagenet"`` reads torchvision's file (``ResNet*_Weights.
+IMAGENET1K_V1``) from the torch hub cache and never reaches for the network, and a
+path reads any state dict in torchvision's format.  The classifier (``fc``) is
+dropped; the module keeps torchvision's key names, so its state dict is
+torchvision's minus ``fc.*``.
+
+It gives ``layer2`` (stride 8), ``layer3`` (16) and ``layer4`` (32).  With
+``output_stride`` 16 or 8 the last one or two stages trade their stride for
+dilation, as torchvision's ``replace_stride_with_dilation`` does: the first block
+of a dilated stage keeps the previous dilation, the later blocks double it.  The
+conversion is done on the built modules because torchvision's BasicBlock (ResNet-
+18/34) refuses dilation; a 3x3 convolution with padding equal to its dilation
+stays centred, so the strides change and every offset stays 0 (derived below from
+the layer arithmetic rather than assumed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+import torch
+from torch import Tensor, nn
+from torchvision import models
+from torchvision.models import (
+    ResNet18_Weights,
+    ResNet34_Weights,
+    ResNet50_Weights,
+    ResNet101_Weights,
+    WeightsEnum,
+)
+
+from segkit import CheckpointError, FeatureInfo, Param, hookimpl
+
+ARCHITECTURES: dict[str, tuple[Callable[..., models.ResNet], WeightsEnum]] = {
+    "resnet18": (models.resnet18, ResNet18_Weights.IMAGENET1K_V1),
+    "resnet34": (models.resnet34, ResNet34_Weights.IMAGENET1K_V1),
+    "resnet50": (models.resnet50, ResNet50_Weights.IMAGENET1K_V1),
+    "resnet101": (models.resnet101, ResNet101_Weights.IMAGENET1K_V1),
+}
+STAGES = ("layer1", "layer2", "layer3", "layer4")
+EXPOSED = ("layer2", "layer3", "layer4")
+
+
+class ResNetBackbone(nn.Module):
+    """A torchvision ResNet without its classifier, returning layer2, layer3 and layer4."""
+
+    def __init__(self, net: models.ResNet) -> None:
+        super().__init__()
+        self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
+        self.layer1, self.layer2, self.layer3, self.layer4 = (getattr(net, s) for s in STAGES)
+        self.feature_info = _feature_info(self)
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(images))))
+        maps = {}
+        for stage in STAGES:
+            x = getattr(self, stage)(x)
+            if stage in EXPOSED:
+                maps[stage] = x
+        return maps
+
+
+def build_resnet(name: str, weights: str | None, output_stride: int) -> ResNetBackbone:
+    constructor, imagenet = ARCHITECTURES[name]
+    backbone = ResNetBackbone(constructor(weights=None))
+    dilate_stages(backbone, output_stride)
+    if weights is not None:
+        state = read_torchvision_weights(weights, name, imagenet)
+        load_checked(backbone, state, f"{name}: {weights}", name)
+    return backbone
+
+
+def dilate_stages(backbone: ResNetBackbone, output_stride: int) -> None:
+    """Replace the stride of layer4 (16) or layer3 and layer4 (8) by dilation."""
+    dilated = {32: (), 16: ("layer4",), 8: ("layer3", "layer4")}[output_stride]
+    dilation = 1
+    for stage in dilated:
+        previous, dilation = dilation, dilation * 2
+        for index, block in enumerate(getattr(backbone, stage)):
+            rate = previous if index == 0 else dilation
+            for conv in _main_path_convs(block):
+                if conv.kernel_size == (3, 3):
+                    conv.stride, conv.dilation, conv.padding = (1, 1), (rate, rate), (rate, rate)
+            if block.downsample is not None:
+                block.downsample[0].stride = (1, 1)
+    backbone.feature_info = _feature_info(backbone)
+
+
+def _main_path_convs(block: nn.Module) -> list[nn.Conv2d]:
+    # Block children in order: conv1, bn1, conv2, ...; the shortcut is a Sequential.
+    return [m for m in block.children() if isinstance(m, nn.Conv2d)]
+
+
+def _feature_info(backbone: ResNetBackbone) -> dict[str, FeatureInfo]:
+    stride, offset = _grid_after(backbone.maxpool, *_grid_after(backbone.conv1, 1, 0.0))
+    info = {}
+    for stage in STAGES:
+        for block in getattr(backbone, stage):
+            convs = _main_path_convs(block)
+            for conv in convs:
+                stride, offset = _grid_after(conv, stride, offset)
+        if stage in EXPOSED:
+            info[stage] = FeatureInfo(convs[-1].out_channels, stride, offset)
+    return info
+
+
+def _grid_after(layer: nn.Module, stride: int, offset: float) -> tuple[int, float]:
+    """Stride and offset of ``layer``'s output given its input's (see segkit.geometry)."""
+    k, s, p, d = (
+        v[0] if isinstance(v, tuple) else v
+        for v in (layer.kernel_size, layer.stride, layer.padding, layer.dilation)
+    )
+    return stride * s, offset + stride * (d * (k - 1) / 2 - p)
+
+
+# -- pretrained weights ------------------------------------------------------------
+
+
+def read_torchvision_weights(weights: str, name: str, imagenet: WeightsEnum) -> dict[str, Tensor]:
+    """A torchvision state dict: ``"imagenet"`` from the torch hub cache, or a path."""
+    if weights == "imagenet":
+        filename = Path(urlparse(imagenet.url).path).name
+        folder = Path(torch.hub.get_dir()) / "checkpoints"
+        path = folder / filename
+        if not path.is_file():
+            raise CheckpointError(
+                f"{name}: ImageNet weights not found; place {filename} (from {imagenet.url}) "
+                f"in {folder}"
+            )
+    else:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise CheckpointError(
+                f"{name}: weights file {path} does not exist; give 'imagenet', the path of a "
+                f"torchvision {name} state dict, or no weights"
+            )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(
+            f"{name}: cannot read weights file {path} ({type(exc).__name__}); "
+            f"give a torchvision {name} state dict saved with torch.save"
+        ) from exc
+    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise CheckpointError(
+            f"{name}: {path} is not a state dict (name -> tensor); "
+            f"give a torchvision {name} state dict"
+        )
+    return dict(state)
+
+
+def load_checked(module: nn.Module, state: Mapping[str, Tensor], where: str, name: str) -> None:
+    """Load ``state`` (torchvision's keys; ``fc.*`` ignored) or say in one line why not."""
+    expected = module.state_dict()
+    # Older torchvision files lack BatchNorm's num_batches_tracked.
+    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in expected and not k.startswith("fc.")]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} instead of {tuple(expected[k].shape)}"
+        for k in expected
+        if k in state and state[k].shape != expected[k].shape
+    ]
+    problems = [
+        f"{label} {_listing(keys)}"
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape", wrong))
+        if keys
+    ]
+    if problems:
+        raise CheckpointError(
+            f"{where} is not a torchvision {name} state dict ({'; '.join(problems)}); "
+            f"give one saved from torchvision.models.{name}().state_dict()"
+        )
+    module.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
+
+
+def _listing(keys: list[str]) -> str:
+    shown = ", ".join(keys[:3])
+    return shown if len(keys) <= 3 else f"{shown}, ... ({len(keys)} in all)"
+
+
+def _factory(name: str) -> Callable[..., ResNetBackbone]:
+    def build(weights: str | None, output_stride: int) -> ResNetBackbone:
+        return build_resnet(name, weights, output_stride)
+
+    return build
+
+
+@hookimpl
+def register_backbones(register: Callable[..., None]) -> None:
+    for name in ARCHITECTURES:
+        depth = name.removeprefix("resnet")
+        register(
+            name,
+            _factory(name),
+            help=f"torchvision ResNet-{depth}; layer2, layer3, layer4 (stride 8/16/32, offset 0)",
+            params=[
+                Param(
+                    "weights",
+                    str | None,
+                    None,
+                    "'imagenet' (torchvision file in the torch hub cache), "
+                    "a torchvision state-dict path, or none for random init",
+                ),
+                Param(
+                    "output_stride",
+                    Literal[32, 16, 8],
+                    32,
+                    "stride of layer4: 16 or 8 dilate the last stages instead of striding",
+                ),
+            ],
+        )
