@@ -424,7 +424,10 @@ def normalize(
     std: Sequence[float] = IMAGENET_STD,
 ) -> Tensor:
     """H×W×3 uint8 RGB -> 3×H×W float32 tensor ``(image / 255 - mean) / std``."""
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255)
+    image = np.ascontiguousarray(image)
+    if not image.flags.writeable:  # arrays viewing a Pillow image are read-only
+        image = image.copy()
+    tensor = torch.from_numpy(image).permute(2, 0, 1).float().div_(255)
     return tensor.sub_(_stats(mean, "mean")).div_(_stats(std, "std")).contiguous()
 
 
@@ -440,7 +443,7 @@ def denormalize(
 
 
 def _resize(array: np.ndarray, height: int, width: int, resample: Image.Resampling) -> np.ndarray:
-    return np.asarray(Image.fromarray(array).resize((width, height), resample))
+    return np.array(Image.fromarray(array).resize((width, height), resample))
 
 
 class TrainTransform:
@@ -614,9 +617,7 @@ def collate_eval(batch: Sequence[EvalItem]) -> dict[str, Any]:
         images[i, :, :h, :w] = item.image
         if item.mask is not None:
             masks[i, :h, :w] = item.mask
-        originals[i, :, :h, :w] = torch.from_numpy(np.ascontiguousarray(item.original)).permute(
-            2, 0, 1
-        )
+        originals[i, :, :h, :w] = torch.as_tensor(item.original).permute(2, 0, 1)
         sizes.append((h, w))
     return {
         "image": images,
