@@ -14,6 +14,7 @@ from segkit.errors import (
 from segkit.geometry import BackboneInfo, FeatureInfo, bilinear_kernel, crop_or_pad, kernel_center
 from segkit.hookspecs import hookimpl
 from segkit.model import SegmentationModel, build_model
+from segkit.postprocess import PostprocessChain, build_postprocessor, check_postprocess_inputs
 from segkit.registry import Param
 
 __version__ = "0.1.0"
@@ -28,20 +29,15 @@ __all__ = [
     "IncompatiblePartsError",
     "Param",
     "PluginError",
+    "PostprocessChain",
     "SegkitError",
     "SegmentationModel",
     "bilinear_kernel",
     "build_model",
     "build_postprocessor",
+    "check_postprocess_inputs",
     "crop_or_pad",
     "hookimpl",
     "kernel_center",
     "load_config",
 ]
-
-
-def build_postprocessor(name: str, **params: object) -> object:
-    """Build a registered post-processor (for example ``"densecrf"``) with its parameters."""
-    from segkit.plugins import get_plugins
-
-    return get_plugins().registry.get("postprocessor", name).build(params=params)
