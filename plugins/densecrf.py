@@ -1,0 +1,563 @@
+"""Dense CRF post-processing (Krähenbühl & Koltun 2011), as DeepLab v1 applies it.
+
+The fully-connected CRF has the energy
+
+    E(x) = Σ_i ψ_u(x_i) + Σ_{i<j} μ(x_i, x_j) [w_g k_g(i, j) + w_b k_b(i, j)]
+
+with unaries ψ_u(x_i) = -log p_i(x_i) from the network's probabilities (floored at
+``PROBABILITY_FLOOR``), the Potts compatibility μ = [x_i ≠ x_j], a smoothness kernel
+k_g = exp(-|p_i - p_j|² / 2θγ²) over pixel positions and an appearance kernel
+k_b = exp(-|p_i - p_j|² / 2θα² - |I_i - I_j|² / 2θβ²) over positions and RGB colours.
+Mean-field inference runs ``iterations`` updates Q ← softmax(-ψ_u + Σ_k w_k K̃_k Q), where
+each K̃_k is its kernel normalised symmetrically (D^-½ K D^-½) and filtered on a
+permutohedral lattice (Adams et al. 2010), exactly as pydensecrf does by default.
+
+Two post-processors share this energy and these parameters:
+
+- ``densecrf`` runs pydensecrf (the authors' C++ code); the images of a batch are
+  refined in parallel worker processes, because pydensecrf holds the GIL.
+- ``densecrf_torch`` runs the same lattice in PyTorch: splatting, blurring and slicing
+  are sparse matrix products built once per image, the whole batch is filtered at
+  once, on the CPU or on CUDA, and the result is differentiable with respect to the
+  unaries (:func:`dense_crf`), so the CRF can be trained end to end.
+
+The defaults are DeepLab-LargeFOV's cross-validated values for PASCAL VOC 2012
+(Chen et al. 2015): bilateral weight w_b = 4, θα = 121, θβ = 5; Gaussian weight
+w_g = 3, θγ = 3; 10 mean-field iterations.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import multiprocessing
+import os
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from segkit import ConfigError, Param, check_postprocess_inputs, hookimpl
+
+#: Lattice points are named by one int64 code below this; wider coordinates take a slower path.
+_LARGEST_CODE = 2**62
+
+#: Probabilities are floored here before taking -log, as pydensecrf's unary_from_softmax does.
+PROBABILITY_FLOOR = 1e-5
+
+
+@dataclass(frozen=True)
+class CRFParams:
+    """Kernel widths and weights of the dense CRF, and the number of mean-field updates."""
+
+    iterations: int = 10
+    gaussian_sxy: float = 3.0
+    gaussian_compat: float = 3.0
+    bilateral_sxy: float = 121.0
+    bilateral_srgb: float = 5.0
+    bilateral_compat: float = 4.0
+
+    def __post_init__(self) -> None:
+        if self.iterations < 0:
+            raise ConfigError(f"dense CRF: iterations must be >= 0, got {self.iterations}")
+        for name in ("gaussian_sxy", "bilateral_sxy", "bilateral_srgb"):
+            value = getattr(self, name)
+            if not value > 0 or not math.isfinite(value):
+                raise ConfigError(f"dense CRF: {name} must be a positive width, got {value}")
+        for name in ("gaussian_compat", "bilateral_compat"):
+            if not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"dense CRF: {name} must be finite, got {getattr(self, name)}")
+
+
+_DEFAULTS = CRFParams()
+KERNEL_PARAMS = [
+    Param("iterations", int, _DEFAULTS.iterations, "mean-field iterations"),
+    Param("gaussian_sxy", float, _DEFAULTS.gaussian_sxy, "θγ: smoothness kernel width (pixels)"),
+    Param("gaussian_compat", float, _DEFAULTS.gaussian_compat, "w_g: smoothness kernel weight"),
+    Param("bilateral_sxy", float, _DEFAULTS.bilateral_sxy, "θα: appearance kernel width (pixels)"),
+    Param("bilateral_srgb", float, _DEFAULTS.bilateral_srgb, "θβ: appearance kernel colour width"),
+    Param("bilateral_compat", float, _DEFAULTS.bilateral_compat, "w_b: appearance kernel weight"),
+]
+
+
+@hookimpl
+def register_postprocessors(register):
+    register(
+        "densecrf",
+        _build_densecrf,
+        help="dense CRF with pydensecrf (C++), images of a batch in parallel processes",
+        params=[
+            *KERNEL_PARAMS,
+            Param("workers", int | None, None, "worker processes (default: one per CPU core)"),
+        ],
+    )
+    register(
+        "densecrf_torch",
+        _build_densecrf_torch,
+        help="dense CRF in PyTorch: batched, CPU or CUDA, differentiable w.r.t. the unaries",
+        params=[
+            *KERNEL_PARAMS,
+            Param("device", Literal["auto", "cpu", "cuda"], "auto", "'auto': CUDA when present"),
+        ],
+    )
+
+
+def _build_densecrf(workers: int | None, **params: float) -> PyDenseCRF:
+    return PyDenseCRF(CRFParams(**params), workers)
+
+
+def _build_densecrf_torch(device: str, **params: float) -> TorchDenseCRF:
+    return TorchDenseCRF(CRFParams(**params), device)
+
+
+def unary_from_probabilities(probs: Tensor) -> Tensor:
+    """The unary energies -log p of N×C×H×W probabilities, floored at ``PROBABILITY_FLOOR``."""
+    return -probs.clamp_min(PROBABILITY_FLOOR).log()
+
+
+# --------------------------------------------------------------------------------------
+# densecrf: pydensecrf, one image per worker process
+
+
+class PyDenseCRF:
+    """The ``densecrf`` post-processor: pydensecrf, the images of a batch in parallel."""
+
+    name = "densecrf"
+
+    def __init__(self, params: CRFParams = _DEFAULTS, workers: int | None = None) -> None:
+        if workers is not None and workers < 1:
+            raise ConfigError(f"densecrf: workers must be at least 1, got {workers}")
+        self.params = params
+        self.workers = workers
+
+    def __call__(self, probs: Tensor, images: Tensor) -> Tensor:
+        n, classes, height, width = probs.shape if probs.dim() == 4 else (0, 0, 0, 0)
+        workers = min(n, self.workers or _cpu_count()) or 1
+        # each image in flight: unary, Q and two scratch matrices, plus its lattice
+        in_flight = workers * height * width * (20 * classes + 200)
+        check_postprocess_inputs(
+            probs, images, required_bytes=3 * probs.numel() * 4 + in_flight, device="cpu"
+        )
+        probs_np = probs.detach().to("cpu", torch.float32).numpy()
+        images_np = images.detach().cpu().permute(0, 2, 3, 1).numpy()
+        jobs = [(probs_np[i], images_np[i], self.params) for i in range(n)]
+        if workers > 1:
+            refined = list(_process_pool(workers).map(_pydensecrf_refine, jobs))
+        else:
+            refined = [_pydensecrf_refine(job) for job in jobs]
+        return torch.from_numpy(np.stack(refined)).to(probs.device, probs.dtype)
+
+
+def _pydensecrf_refine(job: tuple[np.ndarray, np.ndarray, CRFParams]) -> np.ndarray:
+    import pydensecrf.densecrf as dcrf
+
+    probs, image, params = job
+    classes, height, width = probs.shape
+    crf = dcrf.DenseCRF2D(width, height, classes)
+    unary = -np.log(np.maximum(probs, PROBABILITY_FLOOR)).reshape(classes, -1)
+    crf.setUnaryEnergy(np.ascontiguousarray(unary, dtype=np.float32))
+    if params.gaussian_compat != 0:
+        crf.addPairwiseGaussian(sxy=params.gaussian_sxy, compat=params.gaussian_compat)
+    if params.bilateral_compat != 0:
+        crf.addPairwiseBilateral(
+            sxy=params.bilateral_sxy,
+            srgb=params.bilateral_srgb,
+            rgbim=np.ascontiguousarray(image, dtype=np.uint8),
+            compat=params.bilateral_compat,
+        )
+    q = np.asarray(crf.inference(params.iterations), dtype=np.float32)
+    return q.reshape(classes, height, width)
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@functools.cache
+def _process_pool(workers: int) -> ProcessPoolExecutor:
+    # Forked workers start at once and only run numpy and pydensecrf, never torch.
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    return ProcessPoolExecutor(workers, mp_context=context)
+
+
+# --------------------------------------------------------------------------------------
+# densecrf_torch: the permutohedral lattice as sparse matrices
+
+
+class TorchDenseCRF:
+    """The ``densecrf_torch`` post-processor: :func:`dense_crf` on probabilities."""
+
+    name = "densecrf_torch"
+
+    def __init__(self, params: CRFParams = _DEFAULTS, device: str = "auto") -> None:
+        if device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(
+                "densecrf_torch: device 'cuda' asked for but CUDA is not available; "
+                "use device = 'auto' or 'cpu'"
+            )
+        self.params = params
+        self.device = device
+
+    def compute_device(self, probs: Tensor) -> torch.device:
+        if self.device == "auto":
+            if probs.is_cuda:
+                return probs.device
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+    def __call__(self, probs: Tensor, images: Tensor) -> Tensor:
+        if probs.dim() == 4 and images.dim() == 4:
+            device = self.compute_device(probs)
+            n, classes, height, width = probs.shape
+            required = estimate_torch_memory(n, classes, height, width, probs.requires_grad)
+            check_postprocess_inputs(probs, images, required_bytes=required, device=device)
+        else:
+            check_postprocess_inputs(probs, images)
+        dtype = torch.float64 if probs.dtype == torch.float64 else torch.float32
+        unary = unary_from_probabilities(probs.to(device, dtype))
+        refined = dense_crf(unary, images.to(device), self.params)
+        return refined.to(probs.device, probs.dtype)
+
+
+def estimate_torch_memory(
+    n: int, classes: int, height: int, width: int, grad: bool = False, iterations: int = 10
+) -> int:
+    """Bytes :func:`dense_crf` needs for a batch, assuming at most one lattice point per pixel.
+
+    Per pixel: seven N×C float buffers of the mean-field update (more with autograd,
+    which keeps each iteration's Q), the lattice construction (six vertices of about 80
+    bytes each) and the sparse matrices that stay (about 300 bytes).
+    """
+    pixels = n * height * width
+    per_pixel = 4 * classes * (7 + (3 * iterations if grad else 0)) + 6 * 80 + 300
+    return pixels * per_pixel
+
+
+def dense_crf(unary: Tensor, images: Tensor, params: CRFParams = _DEFAULTS) -> Tensor:
+    """Mean-field inference of the dense CRF on a batch; returns Q, N×C×H×W.
+
+    ``unary`` are N×C×H×W energies (-log p; any real values), ``images`` the N×3×H×W
+    uint8 RGB images on the same device.  The result is differentiable with respect to
+    ``unary``; the kernels depend on the images alone and are built once per call (the
+    smoothness kernel, which depends only on the image size, once per size).
+    """
+    n, classes, height, width = unary.shape
+    pixels = height * width
+    # Pixel-major, image-minor rows: the smoothness lattice sees (pixels, n * classes)
+    # and the appearance lattice (pixels * n, classes) over the same memory.
+    neg_unary = -unary.permute(2, 3, 0, 1).reshape(pixels * n, classes)
+    spatial = bilateral = None
+    if params.gaussian_compat != 0 and params.iterations > 0:
+        spatial = _spatial_filter(
+            height, width, params.gaussian_sxy, params.gaussian_compat, str(unary.device)
+        )
+    if params.bilateral_compat != 0 and params.iterations > 0:
+        bilateral = _bilateral_filter(
+            images, params.bilateral_sxy, params.bilateral_srgb, params.bilateral_compat
+        )
+    q = torch.softmax(neg_unary, 1)
+    for _ in range(params.iterations):
+        logits = neg_unary
+        if spatial is not None:
+            logits = logits + _filter(spatial, q.view(pixels, n * classes)).view_as(q)
+        if bilateral is not None:
+            logits = logits + _filter(bilateral, q)
+        q = torch.softmax(logits, 1)
+    return q.view(height, width, n, classes).permute(2, 3, 0, 1).contiguous()
+
+
+class LatticeFilter:
+    """A symmetric-normalised, weighted Gaussian filter on a permutohedral lattice.
+
+    ``filter(x)`` maps rows of ``x`` (one per point) to ``weight · D^-½ S^T B S D^-½ x``:
+    splat ``S`` spreads each point onto the d+1 vertices of its enclosing simplex with
+    barycentric weights, ``B = B_d ⋯ B_0`` blurs with [½ 1 ½] along each lattice
+    direction, slicing reads back with the same weights, and ``D`` is the filter of a
+    constant.  The normalisation and the weight are folded into the splat and slice
+    matrices.  The filter is symmetric up to the order of the blurs, so its transpose
+    is the same matrices with the blurs reversed.
+    """
+
+    def __init__(self, splat: Tensor, blurs: list[Tensor], slice_: Tensor) -> None:
+        self.splat, self.blurs, self.slice = splat, blurs, slice_
+        self._by_dtype: dict[torch.dtype, LatticeFilter] = {splat.dtype: self}
+
+    @property
+    def lattice_points(self) -> int:
+        return self.splat.shape[0]
+
+    def to(self, dtype: torch.dtype) -> LatticeFilter:
+        """The same filter computing in ``dtype`` (float64 for gradient checks)."""
+        if dtype not in self._by_dtype:
+            blurs = [_csr_to(blur, dtype) for blur in self.blurs]
+            converted = LatticeFilter(_csr_to(self.splat, dtype), blurs, _csr_to(self.slice, dtype))
+            self._by_dtype[dtype] = converted
+        return self._by_dtype[dtype]
+
+    def __call__(self, x: Tensor, transpose: bool = False) -> Tensor:
+        ops = self.to(x.dtype)
+        values = ops.splat @ x
+        for blur in reversed(ops.blurs) if transpose else ops.blurs:
+            values = blur @ values
+        return ops.slice @ values
+
+
+class _FilterFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, lattice: LatticeFilter) -> Tensor:
+        ctx.lattice = lattice
+        return lattice(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        return ctx.lattice(grad.contiguous(), transpose=True), None
+
+
+def _filter(lattice: LatticeFilter, x: Tensor) -> Tensor:
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _FilterFunction.apply(x, lattice)
+    return lattice(x)
+
+
+@functools.lru_cache(maxsize=4)
+def _spatial_filter(height: int, width: int, sxy: float, weight: float, device: str):
+    with torch.inference_mode(False), torch.no_grad():
+        ys, xs = _pixel_grid(height, width, torch.device(device))
+        features = torch.stack([xs / np.float32(sxy), ys / np.float32(sxy)], 1)
+        return build_lattice_filter(features, weight=weight)
+
+
+def _bilateral_filter(images: Tensor, sxy: float, srgb: float, weight: float) -> LatticeFilter:
+    n, _, height, width = images.shape
+    with torch.inference_mode(False), torch.no_grad():
+        ys, xs = _pixel_grid(height, width, images.device)
+        rgb = images.permute(2, 3, 0, 1).reshape(height * width * n, 3).float() / np.float32(srgb)
+        positions = torch.stack([xs / np.float32(sxy), ys / np.float32(sxy)], 1)
+        features = torch.cat([positions.repeat_interleave(n, 0), rgb], 1)
+        group = torch.arange(n, device=images.device).repeat(height * width)
+        return build_lattice_filter(features, weight=weight, group=group, groups=n)
+
+
+def _pixel_grid(height: int, width: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    ys = torch.arange(height, device=device, dtype=torch.float32).repeat_interleave(width)
+    xs = torch.arange(width, device=device, dtype=torch.float32).repeat(height)
+    return ys, xs
+
+
+def build_lattice_filter(
+    features: Tensor,
+    weight: float = 1.0,
+    group: Tensor | None = None,
+    groups: int = 1,
+    normalize: bool = True,
+) -> LatticeFilter:
+    """The lattice filter of points with float32 ``features`` (points × d, already divided
+    by the kernel widths); points of different ``group`` never interact."""
+    points, d = features.shape
+    device = features.device
+    if group is None:
+        group = torch.zeros(points, dtype=torch.long, device=device)
+    remainder0, rank, barycentric = _enclosing_simplices(features)
+    offsets, order, counts, up = _index_vertices(remainder0, rank, group, groups)
+    offsets = offsets.view(points, d + 1)
+    lattice_points = counts.numel()
+    index = torch.int32 if points * (d + 1) < 2**31 - 1 else torch.int64
+
+    splat_rows = torch.zeros(lattice_points + 1, dtype=torch.long, device=device)
+    splat_rows[1:] = counts.cumsum(0)
+    splat_cols = torch.div(order, d + 1, rounding_mode="floor")
+    splat_values = barycentric.reshape(-1)[order]
+    slice_rows = torch.arange(0, points * (d + 1) + 1, d + 1, device=device)
+    slice_cols = offsets.reshape(-1)
+    # pydensecrf's lattice scales by this constant so that a blurred constant stays near 1
+    alpha = 1.0 / (1.0 + 2.0 ** (-d))
+    slice_values = barycentric.reshape(-1) * alpha
+    blurs = [_blur_matrix(neighbour, index) for neighbour in up]
+
+    if normalize:
+        mass = torch.zeros(lattice_points, device=device).index_add_(
+            0, slice_cols, barycentric.reshape(-1)
+        )
+        for blur in blurs:
+            mass = (blur @ mass[:, None])[:, 0]
+        constant = (barycentric * alpha * mass[offsets]).sum(1)
+        norm = torch.rsqrt(constant + 1e-20)
+        splat_values = splat_values * norm[splat_cols]
+        slice_values = slice_values * norm.repeat_interleave(d + 1)
+    slice_values = slice_values * weight
+    shape = (lattice_points, points)
+    splat = _csr(splat_rows, splat_cols, splat_values, shape, index)
+    slice_ = _csr(slice_rows, slice_cols, slice_values, shape[::-1], index)
+    return LatticeFilter(splat, blurs, slice_)
+
+
+def _enclosing_simplices(features: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """For each point: the remainder-0 lattice point of its simplex, the rank of each
+    coordinate, and its barycentric weights (Adams et al. 2010, section 3 and 4).
+
+    The float32 arithmetic follows pydensecrf's SSE code step by step, so that both put
+    every point in the same simplex with the same weights.
+    """
+    points, d = features.shape
+    features = features.float()
+    inv_std_dev = float(np.float32(math.sqrt(2.0 / 3.0) * (d + 1)))
+    elevated = torch.empty(points, d + 1, dtype=torch.float32, device=features.device)
+    partial = torch.zeros(points, dtype=torch.float32, device=features.device)
+    for j in range(d, 0, -1):
+        scale = float(np.float32(1.0 / math.sqrt(j * (j + 1)) * inv_std_dev))
+        scaled = features[:, j - 1] * scale
+        elevated[:, j] = partial - j * scaled
+        partial = partial + scaled
+    elevated[:, 0] = partial
+
+    down = float(np.float32(1.0 / (d + 1)))
+    nearest = torch.round(elevated * down)  # ties to even, like _mm_round_ps
+    remainder0 = nearest * (d + 1)
+    offset_sum = nearest.sum(1, keepdim=True).long()
+    residual = elevated - remainder0
+    # rank[i] = #{j > i: r_i < r_j} + #{j < i: not r_j < r_i}, pydensecrf's tie-breaking
+    less = residual[:, :, None] < residual[:, None, :]
+    later = torch.ones(d + 1, d + 1, dtype=torch.bool, device=features.device).triu(1)
+    rank = (less & later).sum(2) + (~less & later).sum(1) + offset_sum
+    wrap = (rank < 0).long() - (rank > d).long()
+    rank += (d + 1) * wrap
+    remainder0 = remainder0.long() + (d + 1) * wrap
+
+    weights = (elevated - remainder0.float()) * down
+    barycentric = torch.zeros(points, d + 2, dtype=torch.float32, device=features.device)
+    barycentric.scatter_add_(1, d - rank, weights)
+    barycentric.scatter_add_(1, d - rank + 1, -weights)
+    barycentric[:, 0] += 1 + barycentric[:, d + 1]
+    return remainder0[:, :d], rank[:, :d], barycentric[:, : d + 1].contiguous()
+
+
+def _index_vertices(
+    remainder0: Tensor, rank: Tensor, group: Tensor, groups: int
+) -> tuple[Tensor, Tensor, Tensor, list[Tensor]]:
+    """Number the lattice points that the simplices touch and find their neighbours.
+
+    Returns the lattice point of each vertex (points × (d+1)), the vertices in order of
+    their lattice point, the vertex count of each lattice point, and for each of the d+1
+    lattice directions the index of every point's neighbour one step along it (-1 when
+    no pixel touches that neighbour).  A lattice point is named by its first d
+    coordinates (the last one follows, as all sum to zero) plus the group.
+    """
+    d = remainder0.shape[1]
+    device = remainder0.device
+    steps = torch.arange(d + 1, device=device)
+    # vertex r of a simplex: remainder0 + r, less d+1 where the coordinate's rank > d - r
+    high = rank[:, None, :] > (d - steps)[None, :, None]
+    low = remainder0.min(0).values - 2 * (d + 1)
+    radix = remainder0.max(0).values + 2 * (d + 1) - low + 1
+    strides = [1]
+    for size in radix.tolist():
+        strides.append(strides[-1] * size)
+    if strides[-1] * groups < _LARGEST_CODE:
+        stride = torch.tensor(strides[:-1], device=device)
+        base = ((remainder0 - low) * stride).sum(1) + group * strides[-1]
+        codes = base[:, None] + steps * int(stride.sum()) - (d + 1) * (high * stride).sum(2)
+        moves = [int(_direction_step(j, d, device) @ stride) for j in range(d + 1)]
+        return _index_codes(codes.reshape(-1), moves)
+    # coordinates too spread for one int64: name lattice points by unique rows instead
+    keys = remainder0[:, None, :] + steps[None, :, None] - (d + 1) * high.long()
+    keys = torch.cat([keys, group[:, None, None].expand(-1, d + 1, 1)], 2).reshape(-1, d + 1)
+    return _index_rows(keys, d)
+
+
+def _direction_step(j: int, d: int, device: torch.device) -> Tensor:
+    """The step to a point's neighbour along lattice direction j, on the first d coordinates."""
+    step = torch.full((d,), -1, dtype=torch.long, device=device)
+    if j < d:
+        step[j] = d
+    return step
+
+
+def _index_codes(codes: Tensor, moves: list[int]) -> tuple[Tensor, Tensor, Tensor, list]:
+    sorted_codes, order = torch.sort(codes)
+    first = torch.ones_like(sorted_codes, dtype=torch.bool)
+    first[1:] = sorted_codes[1:] != sorted_codes[:-1]
+    ids = first.cumsum(0) - 1
+    offsets = torch.empty_like(ids)
+    offsets[order] = ids
+    unique = sorted_codes[first]
+    counts = torch.bincount(ids, minlength=unique.numel())
+    up = []
+    for move in moves:
+        wanted = unique + move
+        found = torch.searchsorted(unique, wanted).clamp_(max=unique.numel() - 1)
+        up.append(torch.where(unique[found] == wanted, found, -1))
+    return offsets, order, counts, up
+
+
+def _index_rows(keys: Tensor, d: int) -> tuple[Tensor, Tensor, Tensor, list]:
+    offsets = _row_ids(keys)
+    order = torch.argsort(offsets)
+    counts = torch.bincount(offsets)
+    lattice_points = counts.numel()
+    point_keys = torch.empty(lattice_points, d + 1, dtype=keys.dtype, device=keys.device)
+    point_keys[offsets] = keys
+    queries = [point_keys]
+    for j in range(d + 1):
+        step = _direction_step(j, d, keys.device)
+        queries.append(point_keys + torch.cat([step, step.new_zeros(1)]))
+    ids = _row_ids(torch.cat(queries)).view(d + 2, lattice_points)
+    lookup = torch.full((int(ids.max()) + 1,), -1, dtype=torch.long, device=keys.device)
+    lookup[ids[0]] = torch.arange(lattice_points, device=keys.device)
+    return offsets, order, counts, [lookup[ids[j + 1]] for j in range(d + 1)]
+
+
+def _row_ids(rows: Tensor) -> Tensor:
+    """Dense ids 0..k-1 such that two rows get the same id exactly when they are equal."""
+    ids = torch.zeros(rows.shape[0], dtype=torch.long, device=rows.device)
+    for column in rows.unbind(1):
+        column = column - column.min()
+        _, ids = torch.unique(ids * (int(column.max()) + 1) + column, return_inverse=True)
+    return ids
+
+
+def _blur_matrix(up: Tensor, index: torch.dtype) -> Tensor:
+    """The [½ 1 ½] blur along one direction; a point's neighbour below is the point
+    whose neighbour above it is."""
+    lattice_points = up.numel()
+    device = up.device
+    own = torch.arange(lattice_points, device=device)
+    down = torch.full_like(up, -1)
+    has_up = up >= 0
+    down[up[has_up]] = own[has_up]
+    columns = torch.stack([down, own, up], 1)
+    present = columns >= 0
+    rows = torch.zeros(lattice_points + 1, dtype=torch.long, device=device)
+    rows[1:] = present.sum(1).cumsum(0)
+    values = torch.tensor([0.5, 1.0, 0.5], device=device).expand(lattice_points, 3)
+    shape = (lattice_points, lattice_points)
+    return _csr(rows, columns[present], values[present], shape, index)
+
+
+def _csr(rows: Tensor, cols: Tensor, values: Tensor, shape: tuple, index: torch.dtype) -> Tensor:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(
+            rows.to(index),
+            cols.to(index),
+            values,
+            size=shape,
+            check_invariants=False,
+        )
+
+
+def _csr_to(matrix: Tensor, dtype: torch.dtype) -> Tensor:
+    return _csr(
+        matrix.crow_indices(),
+        matrix.col_indices(),
+        matrix.values().to(dtype),
+        tuple(matrix.shape),
+        matrix.crow_indices().dtype,
+    )
