@@ -68,10 +68,11 @@ class ResNetBackbone(nn.Module):
 
 def build_resnet(name: str, weights: str | None, output_stride: int) -> ResNetBackbone:
     constructor, imagenet = ARCHITECTURES[name]
+    # Read first, so that a missing file fails before anything is built.
+    state = None if weights is None else read_torchvision_weights(weights, name, imagenet)
     backbone = ResNetBackbone(constructor(weights=None))
     dilate_stages(backbone, output_stride)
-    if weights is not None:
-        state = read_torchvision_weights(weights, name, imagenet)
+    if state is not None:
         load_checked(backbone, state, f"{name}: {weights}", name)
     return backbone
 

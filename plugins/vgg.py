@@ -101,6 +101,7 @@ def build_vgg16(
             "fix them in the config"
         )
     _check_dropout("vgg16", dropout)
+    state = read_weights(weights, "vgg16", batch_norm)
     pools = [nn.MaxPool2d(2, stride=2, ceil_mode=True) for _ in BLOCKS]
     features, pool_indices = make_features(pools, first_padding, 1, batch_norm, width)
     pool5_channels = _scaled(512, width)
@@ -115,22 +116,23 @@ def build_vgg16(
     )
     backbone = VGGBackbone(features, pool_indices, ("pool3", "pool4"), classifier)
     _init_fresh(backbone)
-    if weights is not None:
-        state = load_pretrained_features(backbone, weights, "vgg16", batch_norm)
+    if state is not None:
+        load_features(backbone, state, "vgg16", weights, batch_norm)
         _load_classifier(classifier, state, fc6_kernel, fc, weights)
     return backbone
 
 
 def build_deeplab_vgg16(weights: str | None, batch_norm: bool, width: float) -> VGGBackbone:
     _check_common("deeplab_vgg16", weights, width)
+    state = read_weights(weights, "deeplab_vgg16", batch_norm)
     pools = [nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True) for _ in range(3)]
     pools += [nn.MaxPool2d(3, stride=1, padding=1, ceil_mode=True) for _ in range(2)]
     features, pool_indices = make_features(pools, 1, 2, batch_norm, width)
     exposed = ("pool1", "pool2", "pool3", "pool4", "pool5")
     backbone = VGGBackbone(features, pool_indices, exposed)
     _init_fresh(backbone)
-    if weights is not None:
-        state = load_pretrained_features(backbone, weights, "deeplab_vgg16", batch_norm)
+    if state is not None:
+        load_features(backbone, state, "deeplab_vgg16", weights, batch_norm)
         backbone.spare_weights = {key: state[key] for key in CLASSIFIER_SHAPES}
     return backbone
 
@@ -228,13 +230,13 @@ def _check_dropout(name: str, dropout: float) -> None:
 # -- pretrained weights ------------------------------------------------------------
 
 
-def load_pretrained_features(
-    backbone: VGGBackbone, weights: str, what: str, batch_norm: bool
-) -> dict[str, Tensor]:
-    """Load a torchvision VGG16 state dict's conv layers; return the whole state dict.
+def read_weights(weights: str | None, what: str, batch_norm: bool) -> dict[str, Tensor] | None:
+    """A torchvision VGG16 state dict: ``"imagenet"`` from the torch hub cache, or a path.
 
-    ``weights`` is ``"imagenet"`` (torchvision's file in the hub cache) or a path.
+    Read before the model is built, so that a missing file fails at once.
     """
+    if weights is None:
+        return None
     enum = VGG16_BN_Weights.IMAGENET1K_V1 if batch_norm else VGG16_Weights.IMAGENET1K_V1
     layout = "vgg16_bn" if batch_norm else "vgg16"
     if weights == "imagenet":
@@ -265,15 +267,21 @@ def load_pretrained_features(
             f"{what}: {path} is not a state dict (name -> tensor); "
             f"give a torchvision {layout} state dict"
         )
+    return dict(state)
+
+
+def load_features(
+    backbone: VGGBackbone, state: Mapping[str, Tensor], what: str, weights: str, batch_norm: bool
+) -> None:
+    """Check a torchvision VGG16 state dict against the backbone and load its conv layers."""
     # With width 1 the conv layers have torchvision's shapes (dilation and pools hold no weights).
     own = backbone.features.state_dict()
     expected = {f"features.{k}": v.shape for k, v in own.items()}
     expected.update(CLASSIFIER_SHAPES)
-    _check_keys(state, expected, f"{what}: {path}", layout)
+    _check_keys(state, expected, f"{what}: {weights}", "vgg16_bn" if batch_norm else "vgg16")
     prefix = "features."
     features = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     backbone.features.load_state_dict(features, strict=False)
-    return dict(state)
 
 
 def _check_keys(
@@ -320,8 +328,12 @@ def _load_classifier(
     rows = _evenly_spaced(4096, fc_channels)
     taps = _kernel_taps(fc6_kernel)
     fc6 = state["classifier.0.weight"].reshape(4096, 512, 7, 7)
-    fc6 = fc6[rows][:, :, taps][:, :, :, taps]
-    fc7 = state["classifier.3.weight"].reshape(4096, 4096, 1, 1)[rows][:, rows]
+    fc7 = state["classifier.3.weight"].reshape(4096, 4096, 1, 1)
+    if fc6_kernel != 7:
+        fc6 = fc6.index_select(2, taps).index_select(3, taps)
+    if fc_channels != 4096:
+        fc6 = fc6.index_select(0, rows)
+        fc7 = fc7.index_select(0, rows).index_select(1, rows)
     with torch.no_grad():
         classifier[0].weight.copy_(fc6)
         classifier[0].bias.copy_(state["classifier.0.bias"][rows])
