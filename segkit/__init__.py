@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from segkit.config import Config, load_config
+from segkit.data import Sample, SegmentationDataset
 from segkit.errors import (
     CheckpointError,
     ConfigError,
@@ -30,7 +31,9 @@ __all__ = [
     "Param",
     "PluginError",
     "PostprocessChain",
+    "Sample",
     "SegkitError",
+    "SegmentationDataset",
     "SegmentationModel",
     "bilinear_kernel",
     "build_model",
