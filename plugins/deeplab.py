@@ -73,6 +73,9 @@ class DeepLabHead(nn.Module):
         _check_params(name, fc6_kernel, fc6_dilation, fc_channels, msc_channels, dropout)
         self.deepest = backbone.deepest
         deepest = backbone.features[self.deepest]
+        imagenet = FC6_WEIGHT in backbone.spare_weights
+        if imagenet:
+            _check_imagenet_fit(fc_channels, deepest.channels, fc6_kernel, name)
         padding = fc6_dilation * (fc6_kernel - 1) // 2
         self.fc6 = nn.Conv2d(
             deepest.channels, fc_channels, fc6_kernel, padding=padding, dilation=fc6_dilation
@@ -107,8 +110,8 @@ class DeepLabHead(nn.Module):
                 nn.init.zeros_(layer.bias)
         nn.init.normal_(self.fc8.weight, std=0.01)
         nn.init.zeros_(self.fc8.bias)
-        if FC6_WEIGHT in backbone.spare_weights:
-            init_from_imagenet(self.fc6, self.fc7, backbone.spare_weights, name)
+        if imagenet:
+            init_from_imagenet(self.fc6, self.fc7, backbone.spare_weights)
 
     def forward(self, features: dict[str, Tensor]) -> Tensor:
         x = self.dropout(self.relu(self.fc6(features[self.deepest])))
@@ -145,26 +148,33 @@ def _msc_branch(channels: int, width: int, stride: int, dropout: float) -> nn.Se
     )
 
 
-def init_from_imagenet(
-    fc6: nn.Conv2d, fc7: nn.Conv2d, spare: Mapping[str, Tensor], name: str
-) -> None:
-    """Subsample torchvision's VGG16 classifier fc6/fc7 into ``fc6``/``fc7`` (DeepLab's way)."""
-    filters, inputs, kernel = fc6.out_channels, fc6.in_channels, fc6.kernel_size[0]
+def _check_imagenet_fit(filters: int, inputs: int, kernel: int, name: str) -> None:
     if filters > IMAGENET_FILTERS or kernel > IMAGENET_KERNEL or inputs != IMAGENET_INPUTS:
         raise ConfigError(
             f"head '{name}': the backbone's ImageNet fc6/fc7 (4096 filters, 512 x 7 x 7) cannot "
             f"fill fc6 of {filters} x {inputs} x {kernel} x {kernel}; use fc_channels <= 4096 "
             f"and fc6_kernel <= 7, or a backbone without weights"
         )
-    rows = evenly_spaced(IMAGENET_FILTERS, filters)
-    taps = kernel_taps(kernel)
+
+
+def init_from_imagenet(fc6: nn.Conv2d, fc7: nn.Conv2d, spare: Mapping[str, Tensor]) -> None:
+    """Subsample torchvision's VGG16 classifier fc6/fc7 into ``fc6``/``fc7`` (DeepLab's way)."""
+    filters, kernel = fc6.out_channels, fc6.kernel_size[0]
     weight6 = spare[FC6_WEIGHT].reshape(IMAGENET_FILTERS, IMAGENET_INPUTS, 7, 7)
     weight7 = spare[FC7_WEIGHT].reshape(IMAGENET_FILTERS, IMAGENET_FILTERS, 1, 1)
+    bias6, bias7 = spare[FC6_BIAS], spare[FC7_BIAS]
+    if kernel != IMAGENET_KERNEL:
+        taps = kernel_taps(kernel)
+        weight6 = weight6.index_select(2, taps).index_select(3, taps)
+    if filters != IMAGENET_FILTERS:
+        rows = evenly_spaced(IMAGENET_FILTERS, filters)
+        weight6, bias6, bias7 = weight6[rows], bias6[rows], bias7[rows]
+        weight7 = weight7.index_select(0, rows).index_select(1, rows)
     with torch.no_grad():
-        fc6.weight.copy_(weight6[rows][:, :, taps][:, :, :, taps])
-        fc6.bias.copy_(spare[FC6_BIAS][rows])
-        fc7.weight.copy_(weight7[rows][:, rows])
-        fc7.bias.copy_(spare[FC7_BIAS][rows])
+        fc6.weight.copy_(weight6)
+        fc6.bias.copy_(bias6)
+        fc7.weight.copy_(weight7)
+        fc7.bias.copy_(bias7)
 
 
 def evenly_spaced(total: int, count: int) -> Tensor:
