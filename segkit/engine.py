@@ -110,6 +110,13 @@ class ShardSampler(Sampler[int]):
         return max(0, len(self._indices()) - self.skip)
 
 
+def sync_buffers(model: nn.Module, processes: Processes) -> None:
+    """Give every process rank 0's buffers (BatchNorm statistics are kept per process)."""
+    if processes.distributed:
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def poly_lambda(max_iterations: int, power: float) -> Callable[[int], float]:
     """The DeepLab "poly" schedule: lr * (1 - it / max_it) ** power."""
     return lambda it: max(0.0, 1 - it / max(1, max_iterations)) ** power

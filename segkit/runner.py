@@ -352,6 +352,7 @@ class Runner:
                             f"(run again with --run-dir {run.run_dir} to resume)"
                         )
                 progress.remove_task(task)
+                engine.sync_buffers(self.model, run.processes)
                 record = {
                     "epoch": epoch + 1,
                     "loss": float(np.mean(losses)) if losses else None,
@@ -392,11 +393,15 @@ class Runner:
             segdata.collate_eval,
         ), len(sampler)
 
-    def _evaluate(
-        self, progress: Progress, postprocessors: list[tuple[str, Any]], label: str
-    ) -> dict[str, Any]:
+    def confusion_matrices(
+        self,
+        postprocessors: list[tuple[str, Any]],
+        progress: Progress | None = None,
+        label: str = "",
+    ) -> dict[str, engine.ConfusionMatrix]:
+        """Evaluate the current weights on the val split, summed over all processes."""
         loader, size = self._eval_loader()
-        task = progress.add_task(label, total=size, info="")
+        task = progress.add_task(label, total=size, info="") if progress else None
         matrices = engine.evaluate(
             _unwrap(self.model),
             loader,
@@ -405,9 +410,16 @@ class Runner:
             postprocessors,
             amp=self.amp,
             channels_last=self.channels_last,
-            on_batch=lambda n: progress.update(task, advance=n),
+            on_batch=(lambda n: progress.update(task, advance=n)) if progress else None,
         )
-        progress.remove_task(task)
+        if progress:
+            progress.remove_task(task)
+        return matrices
+
+    def _evaluate(
+        self, progress: Progress, postprocessors: list[tuple[str, Any]], label: str
+    ) -> dict[str, Any]:
+        matrices = self.confusion_matrices(postprocessors, progress, label)
         return {name: m.compute(self.run.class_names) for name, m in matrices.items()}
 
     def evaluate_raw(self, progress: Progress) -> dict[str, Any]:
