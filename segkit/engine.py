@@ -122,6 +122,16 @@ def poly_lambda(max_iterations: int, power: float) -> Callable[[int], float]:
     return lambda it: max(0.0, 1 - it / max(1, max_iterations)) ** power
 
 
+def set_base_lrs(optimizer: torch.optim.Optimizer, scheduler: Any, base_lrs: list[float]) -> None:
+    """Put the config's learning rates back after a resume (a user may lower them to resume)."""
+    scheduler.base_lrs = list(base_lrs)
+    for group, base, factor in zip(
+        optimizer.param_groups, base_lrs, scheduler.lr_lambdas, strict=True
+    ):
+        group["initial_lr"] = base
+        group["lr"] = base * factor(scheduler.last_epoch)
+
+
 def make_optimizer(
     model: nn.Module, lr: float, momentum: float, weight_decay: float, head_lr_mult: float
 ) -> torch.optim.SGD:

@@ -279,6 +279,8 @@ class Runner:
         if state is not None:
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
+            base_lrs = [train_cfg.lr, train_cfg.lr * train_cfg.head_lr_mult]
+            engine.set_base_lrs(optimizer, scheduler, base_lrs)
             scaler.load_state_dict(state["scaler"])
             set_rng_state(state["rng"])
             start_epoch, start_step = state["epoch"], state["step"]
