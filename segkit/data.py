@@ -203,7 +203,7 @@ def _open(path: str | Path, what: str) -> Image.Image:
             f"{what} {path} is not an image file Pillow can read; convert it to PNG/JPEG "
             f"or remove it"
         ) from None
-    except OSError as exc:
+    except (OSError, Image.DecompressionBombError) as exc:
         raise DataError(f"cannot open {what} {path}: {exc}") from None
     try:
         image.load()  # decode everything now: truncation only shows up here
@@ -235,10 +235,16 @@ def read_image(path: str | Path) -> np.ndarray:
         if mode == "F":
             gray = np.clip(np.asarray(image), 0, 255).round().astype(np.uint8)
             return np.repeat(gray[:, :, None], 3, axis=2)
-        if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
-            image = image.convert("RGBA")
-        if image.mode != "RGB":
-            image = image.convert("RGB")
+        try:
+            if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
+                image = image.convert("RGBA")
+            if image.mode != "RGB":
+                image = image.convert("RGB")
+        except ValueError as exc:
+            raise DataError(
+                f"image {path} has mode {mode}, which cannot be converted to RGB ({exc}); "
+                f"save it as an RGB PNG or JPEG"
+            ) from None
         return np.array(image, dtype=np.uint8)
 
 
