@@ -16,6 +16,16 @@ def registry():
     return load_plugins().registry
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # Small tensors: synchronising threads costs more than it saves, far more when other
+    # processes share the cores.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def backbone_info(name: str, backbone) -> BackboneInfo:
     return BackboneInfo(name, dict(backbone.feature_info), getattr(backbone, "spare_weights", {}))
 
