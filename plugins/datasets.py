@@ -44,7 +44,9 @@ def _read_list(path: Path) -> list[str]:
     for line in path.read_text().splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
-            stems.append(Path(line.split()[0]).stem)
+            name = Path(line.split()[0])
+            known_suffix = name.suffix.lower() in IMAGE_SUFFIXES | MASK_SUFFIXES
+            stems.append(name.stem if known_suffix else name.name)
     return stems
 
 
@@ -168,7 +170,9 @@ def build_folder(
     images = _files_by_stem(image_dir, IMAGE_SUFFIXES, "images")
     masks = _files_by_stem(mask_dir, MASK_SUFFIXES, "masks")
     if not images:
-        raise DataError(f"folder: {image_dir} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise DataError(
+            f"folder: {image_dir} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
+        )
     unmatched_images = sorted(set(images) - set(masks))
     unmatched_masks = sorted(set(masks) - set(images))
     if unmatched_images:
@@ -481,7 +485,12 @@ def register_datasets(register) -> None:
         params=[
             Param("root", str, None, "folder holding images/ and masks/", required=True),
             Param("class_names", list[str] | None, None, "class names, label 0 first"),
-            Param("num_classes", int | None, None, "number of classes when no names are given"),
+            Param(
+                "num_classes",
+                int | None,
+                None,
+                "number of classes when no names are given (neither: scan the masks)",
+            ),
             Param("palette", list[list[int]] | None, None, "[r, g, b] per class; none: VOC"),
             Param("splits_dir", str | None, None, "folder of <split>.txt stem lists"),
             Param("val_fraction", float, 0.1, "without split lists: share of images in 'val'"),

@@ -213,14 +213,15 @@ def test_folder_infers_classes_and_reads_samples(tmp_path):
 
 
 def test_folder_split_lists(tmp_path):
-    root = make_folder(tmp_path / "data", ["a", "b", "c", "d"])
+    root = make_folder(tmp_path / "data", ["a", "b", "c", "d.v2"])
     (root / "lists").mkdir()
     (root / "lists" / "train.txt").write_text("a\nb.jpg\n\nc\n")
-    (root / "lists" / "val.txt").write_text("d\n")
+    (root / "lists" / "val.txt").write_text("d.v2\n")
     train = build_folder("train", str(root), num_classes=4, splits_dir="lists")
     assert [train[i].name for i in range(3)] == ["a", "b", "c"]
     assert train.splits == ("train", "val")
-    (root / "lists" / "val.txt").write_text("d\nzz\n")
+    assert build_folder("val", str(root), num_classes=4, splits_dir="lists")[0].name == "d.v2"
+    (root / "lists" / "val.txt").write_text("d.v2.png\nzz\n")
     with pytest.raises(DataError, match=r"val\.txt have no image.*zz"):
         build_folder("val", str(root), num_classes=4, splits_dir="lists")
     with pytest.raises(DataError, match="no split 'test'"):
