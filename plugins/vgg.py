@@ -25,8 +25,8 @@ network; a path reads a state dict in torchvision's format.  The classifier's
 Linear fc6 (4096 x 25088) and fc7 are convolutionalized exactly as FCN does:
 reshaped to 4096 x 512 x 7 x 7 and 4096 x 4096 x 1 x 1.  If fc6/fc7 are made
 smaller (``fc6_kernel``, ``fc_channels``) they are subsampled as DeepLab does:
-evenly spaced filters and kernel taps.  ``width`` scales every channel count for
-small CPU models; such models cannot take pretrained weights.
+evenly spaced filters and kernel taps (a 1x1 fc6 keeps the centre tap).  ``width``
+scales every channel count for small CPU models, which take no pretrained weights.
 """
 
 from __future__ import annotations
