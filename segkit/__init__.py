@@ -12,15 +12,31 @@ from segkit.errors import (
     PluginError,
     SegkitError,
 )
-from segkit.geometry import BackboneInfo, FeatureInfo, bilinear_kernel, crop_or_pad, kernel_center
+from segkit.geometry import (
+    BackboneInfo,
+    FeatureInfo,
+    bilinear_kernel,
+    crop_or_pad,
+    crop_start,
+    grid_after,
+    kernel_center,
+)
 from segkit.hookspecs import hookimpl
 from segkit.model import SegmentationModel, build_model
 from segkit.postprocess import PostprocessChain, build_postprocessor, check_postprocess_inputs
 from segkit.registry import Param
+from segkit.weights import (
+    WEIGHTS_PARAM,
+    check_torchvision_keys,
+    copy_decimated,
+    decimate,
+    read_torchvision_weights,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "WEIGHTS_PARAM",
     "BackboneInfo",
     "CheckpointError",
     "Config",
@@ -39,8 +55,14 @@ __all__ = [
     "build_model",
     "build_postprocessor",
     "check_postprocess_inputs",
+    "check_torchvision_keys",
+    "copy_decimated",
     "crop_or_pad",
+    "crop_start",
+    "decimate",
+    "grid_after",
     "hookimpl",
     "kernel_center",
     "load_config",
+    "read_torchvision_weights",
 ]

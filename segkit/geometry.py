@@ -9,12 +9,13 @@ Caffe crop layers do, for any input size, and lets an upsampler place its output
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from segkit.errors import IncompatiblePartsError
 
@@ -54,6 +55,42 @@ class BackboneInfo:
 
     def describe(self) -> str:
         return ", ".join(f"{n} (stride {i.stride})" for n, i in self.features.items())
+
+
+def grid_after(layer: nn.Module, stride: int, offset: float) -> tuple[int, float]:
+    """Stride and offset of ``layer``'s output, given those of its input.
+
+    A convolution or max pool with kernel k, stride s, padding p and dilation d
+    centres its output pixel 0 on input position ``d * (k - 1) / 2 - p``, so a map of
+    stride S and offset O becomes one of stride ``S * s`` and offset
+    ``O + S * (d * (k - 1) / 2 - p)``.  Other layers keep the grid.
+    """
+    if not isinstance(layer, nn.Conv2d | nn.MaxPool2d):
+        return stride, offset
+    k, s, p, d = (
+        _first(value) for value in (layer.kernel_size, layer.stride, layer.padding, layer.dilation)
+    )
+    return stride * s, offset + stride * (d * (k - 1) / 2 - p)
+
+
+def _first(value: int | tuple[int, ...]) -> int:
+    return value[0] if isinstance(value, tuple) else value
+
+
+def round_half_up(value: float) -> int:
+    """``value`` rounded to the nearest integer, halves upwards (-1.5 -> -1, 7.5 -> 8)."""
+    return math.floor(value + 0.5)
+
+
+def crop_start(source_offset: float, target_offset: float, stride: float) -> int:
+    """The pixel of a source map that lies on pixel 0 of a target map on the same grid.
+
+    Both maps have ``stride``; the result is ``(target_offset - source_offset) / stride``,
+    rounded half up where the two grids are not a whole number of pixels apart (the
+    source then lies up to half a pixel off).  Pass it to :func:`crop_or_pad` as ``top``
+    and ``left``: a negative start pads.
+    """
+    return round_half_up((target_offset - source_offset) / stride)
 
 
 def crop_or_pad(x: Tensor, top: int, left: int, height: int, width: int) -> Tensor:
