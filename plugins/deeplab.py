@@ -21,15 +21,14 @@ where not whole, border replicated) and concatenated with fc7, so fc8 reads
 
 Initialisation.  When the backbone offers torchvision's ImageNet classifier
 (``spare_weights``, as ``deeplab_vgg16`` with weights does), fc6 and fc7 are
-subsampled from it as the paper does: fc6's 4096 x 512 x 7 x 7 weights keep
-evenly spaced filters (every 4th for 1024) and evenly spaced kernel taps (7 -> 3
-keeps taps 0, 3, 6; 7 -> 4 keeps 0, 2, 4, 6), and fc7 keeps the same rows and
-columns.  Otherwise fc6, fc7 and the MSc layers are He-initialised.
+subsampled from it as the paper does (``segkit.decimate``): fc6's 4096 x 512 x 7 x 7
+weights keep evenly spaced filters (every 4th for 1024) and evenly spaced kernel
+taps (7 -> 3 keeps taps 0, 3, 6; 7 -> 4 keeps 0, 2, 4, 6), and fc7 keeps the same
+rows and columns.  Otherwise fc6, fc7 and the MSc layers are He-initialised.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 
 import torch
@@ -41,7 +40,10 @@ from segkit import (
     FeatureInfo,
     IncompatiblePartsError,
     Param,
+    copy_decimated,
     crop_or_pad,
+    crop_start,
+    grid_after,
     hookimpl,
 )
 
@@ -83,10 +85,7 @@ class DeepLabHead(nn.Module):
         self.fc7 = nn.Conv2d(fc_channels, fc_channels, 1)
         self.relu = nn.ReLU()
         self.dropout = nn.Dropout(dropout)
-        self.stride = deepest.stride
-        self.offset = deepest.offset + deepest.stride * (
-            fc6_dilation * (fc6_kernel - 1) / 2 - padding
-        )
+        self.stride, self.offset = grid_after(self.fc6, deepest.stride, deepest.offset)
 
         self.msc = nn.ModuleDict()
         self.msc_crops: dict[str, int] = {}
@@ -101,7 +100,7 @@ class DeepLabHead(nn.Module):
                     info.channels, msc_channels, self.stride // info.stride, dropout
                 )
                 # The 3x3 convolution with padding 1 is centred: the offset is kept.
-                self.msc_crops[source] = math.floor((self.offset - info.offset) / self.stride + 0.5)
+                self.msc_crops[source] = crop_start(info.offset, self.offset, self.stride)
         self.fc8 = nn.Conv2d(fc_channels + len(self.msc) * msc_channels, num_classes, 1)
 
         for layer in [self.fc6, self.fc7, *self.msc.modules()]:
@@ -159,34 +158,12 @@ def _check_imagenet_fit(filters: int, inputs: int, kernel: int, name: str) -> No
 
 def init_from_imagenet(fc6: nn.Conv2d, fc7: nn.Conv2d, spare: Mapping[str, Tensor]) -> None:
     """Subsample torchvision's VGG16 classifier fc6/fc7 into ``fc6``/``fc7`` (DeepLab's way)."""
-    filters, kernel = fc6.out_channels, fc6.kernel_size[0]
-    weight6 = spare[FC6_WEIGHT].reshape(IMAGENET_FILTERS, IMAGENET_INPUTS, 7, 7)
+    weight6 = spare[FC6_WEIGHT].reshape(
+        IMAGENET_FILTERS, IMAGENET_INPUTS, IMAGENET_KERNEL, IMAGENET_KERNEL
+    )
     weight7 = spare[FC7_WEIGHT].reshape(IMAGENET_FILTERS, IMAGENET_FILTERS, 1, 1)
-    bias6, bias7 = spare[FC6_BIAS], spare[FC7_BIAS]
-    if kernel != IMAGENET_KERNEL:
-        taps = kernel_taps(kernel)
-        weight6 = weight6.index_select(2, taps).index_select(3, taps)
-    if filters != IMAGENET_FILTERS:
-        rows = evenly_spaced(IMAGENET_FILTERS, filters)
-        weight6, bias6, bias7 = weight6[rows], bias6[rows], bias7[rows]
-        weight7 = weight7.index_select(0, rows).index_select(1, rows)
-    with torch.no_grad():
-        fc6.weight.copy_(weight6)
-        fc6.bias.copy_(bias6)
-        fc7.weight.copy_(weight7)
-        fc7.bias.copy_(bias7)
-
-
-def evenly_spaced(total: int, count: int) -> Tensor:
-    """``count`` of ``total`` indices, evenly spaced from 0: every 4th for 1024 of 4096."""
-    return torch.arange(count) * total // count
-
-
-def kernel_taps(size: int) -> Tensor:
-    """Taps of a 7x7 kernel kept for a ``size`` kernel: 7->3 keeps 0,3,6; 7->4 keeps 0,2,4,6."""
-    if size == 1:
-        return torch.tensor([IMAGENET_KERNEL // 2])
-    return torch.linspace(0, IMAGENET_KERNEL - 1, size).round().long()
+    copy_decimated(fc6, weight6, spare[FC6_BIAS])
+    copy_decimated(fc7, weight7, spare[FC7_BIAS])
 
 
 def _check_params(

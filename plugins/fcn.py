@@ -21,14 +21,13 @@ FCN paper's VGG16 (conv1_1 padded by 100) this gives 5 for pool4 and 9 for pool3
 the offsets of the paper's Caffe crop layers, for any input size.  Where the
 difference is not a whole number of pixels (ResNet's strided convolutions are
 centred on even pixels, which FCN's even 4x4 kernel does not match) the crop is
-rounded half up, so that skip lies half a pixel off; where the window leaves the
-skip map its border is replicated (``segkit.crop_or_pad``).  The head's ``stride``
-and ``offset`` describe its last, finest scores.
+rounded half up, so that skip lies half a pixel off (``segkit.crop_start``); where
+the window leaves the skip map its border is replicated (``segkit.crop_or_pad``).
+The head's ``stride`` and ``offset`` describe its last, finest scores.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 from torch import Tensor, nn
@@ -39,6 +38,7 @@ from segkit import (
     Param,
     bilinear_kernel,
     crop_or_pad,
+    crop_start,
     hookimpl,
     kernel_center,
 )
@@ -80,7 +80,7 @@ class FCNHead(nn.Module):
             self.upscore.append(_upscore(num_classes, learnable_upsampling))
             self.score_skip.append(_score_layer(skip.channels, num_classes))
             self.skip_names.append(skip_name)
-            self.skip_crops.append(math.floor((offset - skip.offset) / stride + 0.5))
+            self.skip_crops.append(crop_start(skip.offset, offset, stride))
         self.stride = stride
         self.offset = offset
 

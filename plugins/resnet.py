@@ -3,9 +3,9 @@
 The architectures are torchvision's, built without weights; the state dict is
 loaded here so that ``"imagenet"`` reads torchvision's file (``ResNet*_Weights.
 IMAGENET1K_V1``) from the torch hub cache and never reaches for the network, and a
-path reads any state dict in torchvision's format.  The classifier (``fc``) is
-dropped; the module keeps torchvision's key names, so its state dict is
-torchvision's minus ``fc.*``.
+path reads any state dict in torchvision's format (``segkit.read_torchvision_weights``).
+The classifier (``fc``) is dropped; the module keeps torchvision's key names, so its
+state dict is torchvision's minus ``fc.*``.
 
 It gives ``layer2`` (stride 8), ``layer3`` (16) and ``layer4`` (32).  With
 ``output_stride`` 16 or 8 the last one or two stages trade their stride for
@@ -13,18 +13,15 @@ dilation, as torchvision's ``replace_stride_with_dilation`` does: the first bloc
 of a dilated stage keeps the previous dilation, the later blocks double it.  The
 conversion is done on the built modules because torchvision's BasicBlock (ResNet-
 18/34) refuses dilation; a 3x3 convolution with padding equal to its dilation
-stays centred, so the strides change and every offset stays 0 (derived below from
-the layer arithmetic rather than assumed).
+stays centred, so the strides change and every offset stays 0 (derived from the
+layer arithmetic by ``segkit.grid_after`` rather than assumed).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Literal
-from urllib.parse import urlparse
 
-import torch
 from torch import Tensor, nn
 from torchvision import models
 from torchvision.models import (
@@ -35,7 +32,15 @@ from torchvision.models import (
     WeightsEnum,
 )
 
-from segkit import CheckpointError, FeatureInfo, Param, hookimpl
+from segkit import (
+    WEIGHTS_PARAM,
+    FeatureInfo,
+    Param,
+    check_torchvision_keys,
+    grid_after,
+    hookimpl,
+    read_torchvision_weights,
+)
 
 ARCHITECTURES: dict[str, tuple[Callable[..., models.ResNet], WeightsEnum]] = {
     "resnet18": (models.resnet18, ResNet18_Weights.IMAGENET1K_V1),
@@ -69,7 +74,7 @@ class ResNetBackbone(nn.Module):
 def build_resnet(name: str, weights: str | None, output_stride: int) -> ResNetBackbone:
     constructor, imagenet = ARCHITECTURES[name]
     # Read first, so that a missing file fails before anything is built.
-    state = None if weights is None else read_torchvision_weights(weights, name, imagenet)
+    state = None if weights is None else read_torchvision_weights(weights, imagenet.url, name, name)
     backbone = ResNetBackbone(constructor(weights=None))
     dilate_stages(backbone, output_stride)
     if state is not None:
@@ -99,90 +104,27 @@ def _main_path_convs(block: nn.Module) -> list[nn.Conv2d]:
 
 
 def _feature_info(backbone: ResNetBackbone) -> dict[str, FeatureInfo]:
-    stride, offset = _grid_after(backbone.maxpool, *_grid_after(backbone.conv1, 1, 0.0))
+    stride, offset = grid_after(backbone.maxpool, *grid_after(backbone.conv1, 1, 0.0))
     info = {}
     for stage in STAGES:
         for block in getattr(backbone, stage):
             convs = _main_path_convs(block)
             for conv in convs:
-                stride, offset = _grid_after(conv, stride, offset)
+                stride, offset = grid_after(conv, stride, offset)
         if stage in EXPOSED:
             info[stage] = FeatureInfo(convs[-1].out_channels, stride, offset)
     return info
 
 
-def _grid_after(layer: nn.Module, stride: int, offset: float) -> tuple[int, float]:
-    """Stride and offset of ``layer``'s output given its input's (see segkit.geometry)."""
-    k, s, p, d = (
-        v[0] if isinstance(v, tuple) else v
-        for v in (layer.kernel_size, layer.stride, layer.padding, layer.dilation)
-    )
-    return stride * s, offset + stride * (d * (k - 1) / 2 - p)
-
-
 # -- pretrained weights ------------------------------------------------------------
-
-
-def read_torchvision_weights(weights: str, name: str, imagenet: WeightsEnum) -> dict[str, Tensor]:
-    """A torchvision state dict: ``"imagenet"`` from the torch hub cache, or a path."""
-    if weights == "imagenet":
-        filename = Path(urlparse(imagenet.url).path).name
-        folder = Path(torch.hub.get_dir()) / "checkpoints"
-        path = folder / filename
-        if not path.is_file():
-            raise CheckpointError(
-                f"{name}: ImageNet weights not found; place {filename} (from {imagenet.url}) "
-                f"in {folder}"
-            )
-    else:
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise CheckpointError(
-                f"{name}: weights file {path} does not exist; give 'imagenet', the path of a "
-                f"torchvision {name} state dict, or no weights"
-            )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(
-            f"{name}: cannot read weights file {path} ({type(exc).__name__}); "
-            f"give a torchvision {name} state dict saved with torch.save"
-        ) from exc
-    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise CheckpointError(
-            f"{name}: {path} is not a state dict (name -> tensor); "
-            f"give a torchvision {name} state dict"
-        )
-    return dict(state)
 
 
 def load_checked(module: nn.Module, state: Mapping[str, Tensor], where: str, name: str) -> None:
     """Load ``state`` (torchvision's keys; ``fc.*`` ignored) or say in one line why not."""
     expected = module.state_dict()
-    # Older torchvision files lack BatchNorm's num_batches_tracked.
-    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in expected and not k.startswith("fc.")]
-    wrong = [
-        f"{k} {tuple(state[k].shape)} instead of {tuple(expected[k].shape)}"
-        for k in expected
-        if k in state and state[k].shape != expected[k].shape
-    ]
-    problems = [
-        f"{label} {_listing(keys)}"
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape", wrong))
-        if keys
-    ]
-    if problems:
-        raise CheckpointError(
-            f"{where} is not a torchvision {name} state dict ({'; '.join(problems)}); "
-            f"give one saved from torchvision.models.{name}().state_dict()"
-        )
+    shapes = {k: v.shape for k, v in expected.items()}
+    check_torchvision_keys(state, shapes, where, name, unused_prefix="fc.")
     module.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
-
-
-def _listing(keys: list[str]) -> str:
-    shown = ", ".join(keys[:3])
-    return shown if len(keys) <= 3 else f"{shown}, ... ({len(keys)} in all)"
 
 
 def _factory(name: str) -> Callable[..., ResNetBackbone]:
@@ -201,13 +143,7 @@ def register_backbones(register: Callable[..., None]) -> None:
             _factory(name),
             help=f"torchvision ResNet-{depth}; layer2, layer3, layer4 (stride 8/16/32, offset 0)",
             params=[
-                Param(
-                    "weights",
-                    str | None,
-                    None,
-                    "'imagenet' (torchvision file in the torch hub cache), "
-                    "a torchvision state-dict path, or none for random init",
-                ),
+                WEIGHTS_PARAM,
                 Param(
                     "output_stride",
                     Literal[32, 16, 8],

@@ -29,13 +29,20 @@ is then up to half a pixel off; ``crop`` holds the value used.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from segkit import ConfigError, Param, bilinear_kernel, crop_or_pad, hookimpl, kernel_center
+from segkit import (
+    ConfigError,
+    Param,
+    bilinear_kernel,
+    crop_or_pad,
+    crop_start,
+    hookimpl,
+    kernel_center,
+)
 
 
 class TransposedBilinear(nn.Module):
@@ -48,10 +55,11 @@ class TransposedBilinear(nn.Module):
             size = 2 * stride
             # A Parameter even when frozen: it is a layer of the model, as in FCN's Caffe nets.
             self.weight = nn.Parameter(bilinear_kernel(num_classes, size), requires_grad=trainable)
-            self.crop = round_half_up(kernel_center(size) - offset)
+            first = kernel_center(size)  # where score pixel 0 lands
         else:
             self.weight = None
-            self.crop = round_half_up(-offset)
+            first = 0.0
+        self.crop = output_crop(offset, first)
 
     def forward(self, scores: Tensor, size: Sequence[int]) -> Tensor:
         if self.weight is not None:
@@ -67,7 +75,7 @@ class Interpolate(nn.Module):
         self.stride = stride
         self.align_corners = align_corners
         first = 0.0 if align_corners else (stride - 1) / 2  # where score pixel 0 lands
-        self.crop = round_half_up(first - offset)
+        self.crop = output_crop(offset, first)
 
     def forward(self, scores: Tensor, size: Sequence[int]) -> Tensor:
         if self.stride > 1:
@@ -80,8 +88,13 @@ class Interpolate(nn.Module):
         return crop_or_pad(scores, self.crop, self.crop, size[0], size[1])
 
 
-def round_half_up(value: float) -> int:
-    return math.floor(value + 0.5)
+def output_crop(offset: float, first: float) -> int:
+    """Where the input-sized window starts in upsampled scores whose pixel ``first`` is score 0.
+
+    Upsampled pixel ``j`` lies on input pixel ``j - first + offset``: a stride-1 map with
+    offset ``offset - first``, cropped onto the input's own grid (offset 0).
+    """
+    return crop_start(offset - first, 0.0, 1)
 
 
 def _check_stride(name: str, stride: int) -> None:

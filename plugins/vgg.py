@@ -13,33 +13,41 @@ algorithm), so ``pool5`` keeps stride 8.  Its fully connected layers belong to t
 DeepLab head: with ImageNet weights, torchvision's classifier fc6/fc7 travel to the
 head as ``spare_weights`` (torchvision's key names) and the head subsamples them.
 
-Offsets are derived from the layer arithmetic, not written down: a layer with
-kernel k, stride s, padding p and dilation d centres its output pixel 0 on input
-position ``d * (k - 1) / 2 - p``, so a map of stride S and offset O becomes one of
-stride ``S * s`` and offset ``O + S * (d * (k - 1) / 2 - p)``.  With the FCN padding
-of 100 this gives pool3 -95.5, pool4 -91.5 and fc7 +12.5.
+Offsets are derived from the layer arithmetic (``segkit.grid_after``), not written
+down: a layer with kernel k, stride s, padding p and dilation d centres its output
+pixel 0 on input position ``d * (k - 1) / 2 - p``, so a map of stride S and offset O
+becomes one of stride ``S * s`` and offset ``O + S * (d * (k - 1) / 2 - p)``.  With
+the FCN padding of 100 this gives pool3 -95.5, pool4 -91.5 and fc7 +12.5.
 
 Weights: ``"imagenet"`` reads torchvision's ImageNet file (VGG16_Weights.IMAGENET1K_V1,
 or VGG16_BN_Weights with ``batch_norm``) from the torch hub cache, never from the
-network; a path reads a state dict in torchvision's format.  The classifier's
-Linear fc6 (4096 x 25088) and fc7 are convolutionalized exactly as FCN does:
-reshaped to 4096 x 512 x 7 x 7 and 4096 x 4096 x 1 x 1.  If fc6/fc7 are made
-smaller (``fc6_kernel``, ``fc_channels``) they are subsampled as DeepLab does:
-evenly spaced filters and kernel taps (a 1x1 fc6 keeps the centre tap).  ``width``
-scales every channel count for small CPU models, which take no pretrained weights.
+network; a path reads a state dict in torchvision's format (both through
+``segkit.read_torchvision_weights``).  The classifier's Linear fc6 (4096 x 25088)
+and fc7 are convolutionalized exactly as FCN does: reshaped to 4096 x 512 x 7 x 7
+and 4096 x 4096 x 1 x 1.  If fc6/fc7 are made smaller (``fc6_kernel``, ``fc_channels``)
+they are subsampled as DeepLab does (``segkit.decimate``): evenly spaced filters and
+kernel taps (a 1x1 fc6 keeps the centre tap).  ``width`` scales every channel count
+for small CPU models, which take no pretrained weights.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from urllib.parse import urlparse
 
-import torch
 from torch import Tensor, nn
 from torchvision.models import VGG16_BN_Weights, VGG16_Weights
 
-from segkit import CheckpointError, ConfigError, FeatureInfo, Param, hookimpl
+from segkit import (
+    WEIGHTS_PARAM,
+    ConfigError,
+    FeatureInfo,
+    Param,
+    check_torchvision_keys,
+    copy_decimated,
+    grid_after,
+    hookimpl,
+    read_torchvision_weights,
+)
 
 #: VGG16's conv blocks ("configuration D"); a pool closes each block.
 BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
@@ -165,16 +173,6 @@ def make_features(
     return nn.Sequential(*layers), pool_indices
 
 
-def grid_after(layer: nn.Module, stride: int, offset: float) -> tuple[int, float]:
-    """Stride and offset of ``layer``'s output, given those of its input."""
-    if not isinstance(layer, nn.Conv2d | nn.MaxPool2d):
-        return stride, offset
-    k, s, p, d = (
-        _first(value) for value in (layer.kernel_size, layer.stride, layer.padding, layer.dilation)
-    )
-    return stride * s, offset + stride * (d * (k - 1) / 2 - p)
-
-
 def _feature_info(
     features: nn.Sequential, taps: Mapping[int, str], classifier: nn.Sequential | None
 ) -> dict[str, FeatureInfo]:
@@ -191,10 +189,6 @@ def _feature_info(
             channels = getattr(layer, "out_channels", channels)
         info["fc7"] = FeatureInfo(channels, stride, offset)
     return info
-
-
-def _first(value: int | tuple[int, ...]) -> int:
-    return value[0] if isinstance(value, tuple) else value
 
 
 def _scaled(channels: int, width: float) -> int:
@@ -238,36 +232,11 @@ def read_weights(weights: str | None, what: str, batch_norm: bool) -> dict[str, 
     if weights is None:
         return None
     enum = VGG16_BN_Weights.IMAGENET1K_V1 if batch_norm else VGG16_Weights.IMAGENET1K_V1
-    layout = "vgg16_bn" if batch_norm else "vgg16"
-    if weights == "imagenet":
-        filename = Path(urlparse(enum.url).path).name
-        folder = Path(torch.hub.get_dir()) / "checkpoints"
-        path = folder / filename
-        if not path.is_file():
-            raise CheckpointError(
-                f"{what}: ImageNet weights not found; place {filename} (from {enum.url}) "
-                f"in {folder}"
-            )
-    else:
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise CheckpointError(
-                f"{what}: weights file {path} does not exist; give 'imagenet', the path of a "
-                f"torchvision {layout} state dict, or no weights"
-            )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(
-            f"{what}: cannot read weights file {path} ({type(exc).__name__}); "
-            f"give a torchvision {layout} state dict saved with torch.save"
-        ) from exc
-    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise CheckpointError(
-            f"{what}: {path} is not a state dict (name -> tensor); "
-            f"give a torchvision {layout} state dict"
-        )
-    return dict(state)
+    return read_torchvision_weights(weights, enum.url, what, _layout(batch_norm))
+
+
+def _layout(batch_norm: bool) -> str:
+    return "vgg16_bn" if batch_norm else "vgg16"
 
 
 def load_features(
@@ -278,38 +247,13 @@ def load_features(
     own = backbone.features.state_dict()
     expected = {f"features.{k}": v.shape for k, v in own.items()}
     expected.update(CLASSIFIER_SHAPES)
-    _check_keys(state, expected, f"{what}: {weights}", "vgg16_bn" if batch_norm else "vgg16")
+    # fc8 (classifier.6) is not used.
+    check_torchvision_keys(
+        state, expected, f"{what}: {weights}", _layout(batch_norm), unused_prefix="classifier.6."
+    )
     prefix = "features."
     features = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     backbone.features.load_state_dict(features, strict=False)
-
-
-def _check_keys(
-    state: Mapping[str, Tensor], expected: Mapping[str, Sequence[int]], where: str, layout: str
-) -> None:
-    # Older torchvision files lack BatchNorm's num_batches_tracked; fc8 is not used.
-    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in expected and not k.startswith("classifier.6.")]
-    wrong = [
-        f"{k} {tuple(state[k].shape)} instead of {tuple(expected[k])}"
-        for k in expected
-        if k in state and tuple(state[k].shape) != tuple(expected[k])
-    ]
-    problems = [
-        f"{label} {_listing(keys)}"
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape", wrong))
-        if keys
-    ]
-    if problems:
-        raise CheckpointError(
-            f"{where} is not a torchvision {layout} state dict ({'; '.join(problems)}); "
-            f"give one saved from torchvision.models.{layout}().state_dict()"
-        )
-
-
-def _listing(keys: Sequence[str]) -> str:
-    shown = ", ".join(keys[:3])
-    return shown if len(keys) <= 3 else f"{shown}, ... ({len(keys)} in all)"
 
 
 def _load_classifier(
@@ -325,44 +269,17 @@ def _load_classifier(
             f"vgg16: the ImageNet fc6/fc7 ({source}) cannot fill fc6_kernel {fc6_kernel} / "
             f"fc_channels {fc_channels}; use fc6_kernel <= 7 and fc_channels <= 4096"
         )
-    rows = _evenly_spaced(4096, fc_channels)
-    taps = _kernel_taps(fc6_kernel)
+    # Convolutionalized as in FCN, then decimated to the layers' shapes as in DeepLab.
     fc6 = state["classifier.0.weight"].reshape(4096, 512, 7, 7)
     fc7 = state["classifier.3.weight"].reshape(4096, 4096, 1, 1)
-    if fc6_kernel != 7:
-        fc6 = fc6.index_select(2, taps).index_select(3, taps)
-    if fc_channels != 4096:
-        fc6 = fc6.index_select(0, rows)
-        fc7 = fc7.index_select(0, rows).index_select(1, rows)
-    with torch.no_grad():
-        classifier[0].weight.copy_(fc6)
-        classifier[0].bias.copy_(state["classifier.0.bias"][rows])
-        classifier[3].weight.copy_(fc7)
-        classifier[3].bias.copy_(state["classifier.3.bias"][rows])
-
-
-def _evenly_spaced(total: int, count: int) -> Tensor:
-    """``count`` of ``total`` filter indices, evenly spaced from 0 (every 4th for 1024 of 4096)."""
-    return torch.arange(count) * total // count
-
-
-def _kernel_taps(size: int) -> Tensor:
-    """Taps of a 7x7 kernel kept for a ``size`` kernel: 7->3 keeps 0,3,6; 7->4 keeps 0,2,4,6."""
-    if size == 1:
-        return torch.tensor([3])
-    return torch.linspace(0, 6, size).round().long()
+    copy_decimated(classifier[0], fc6, state["classifier.0.bias"])
+    copy_decimated(classifier[3], fc7, state["classifier.3.bias"])
 
 
 @hookimpl
 def register_backbones(register: Callable[..., None]) -> None:
     common = [
-        Param(
-            "weights",
-            str | None,
-            None,
-            "'imagenet' (torchvision file in the torch hub cache), "
-            "a torchvision state-dict path, or none for random init",
-        ),
+        WEIGHTS_PARAM,
         Param(
             "batch_norm",
             bool,
