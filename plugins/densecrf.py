@@ -264,12 +264,18 @@ def dense_crf(unary: Tensor, images: Tensor, params: CRFParams = _DEFAULTS) -> T
             images, params.bilateral_sxy, params.bilateral_srgb, params.bilateral_compat
         )
     q = torch.softmax(neg_unary, 1)
-    for _ in range(params.iterations):
-        logits = neg_unary
+    for _ in range(params.iterations if spatial or bilateral else 0):
+        messages = []
         if spatial is not None:
-            logits = logits + _filter(spatial, q.view(pixels, n * classes)).view_as(q)
+            messages.append(_filter(spatial, q.view(pixels, n * classes)).view_as(q))
         if bilateral is not None:
-            logits = logits + _filter(bilateral, q)
+            messages.append(_filter(bilateral, q))
+        if torch.is_grad_enabled() and q.requires_grad:
+            logits = sum(messages, neg_unary)
+        else:  # the same sum in place, without a new buffer per term
+            logits = messages[0].add_(neg_unary)
+            for message in messages[1:]:
+                logits += message
         q = torch.softmax(logits, 1)
     return q.view(height, width, n, classes).permute(2, 3, 0, 1).contiguous()
 
@@ -365,34 +371,32 @@ def build_lattice_filter(
     device = features.device
     if group is None:
         group = torch.zeros(points, dtype=torch.long, device=device)
-    remainder0, rank, barycentric = _enclosing_simplices(features)
+    # Coordinate-major (d+1 rows of points) keeps every step a contiguous vector operation;
+    # vertex r of point p is number r * points + p.
+    remainder0, rank, barycentric = _enclosing_simplices(features.t().float().contiguous())
     offsets, order, counts, up = _index_vertices(remainder0, rank, group, groups)
-    offsets = offsets.view(points, d + 1)
     lattice_points = counts.numel()
     index = torch.int32 if points * (d + 1) < 2**31 - 1 else torch.int64
+    vertex_weights = barycentric.reshape(-1)
+
+    # pydensecrf's lattice scales by this constant so that a blurred constant stays near 1
+    alpha = 1.0 / (1.0 + 2.0 ** (-d))
+    blurs = [_blur_matrix(neighbour, index) for neighbour in up]
+    if normalize:
+        mass = torch.zeros(lattice_points, device=device).index_add_(0, offsets, vertex_weights)
+        for blur in blurs:
+            mass = (blur @ mass[:, None])[:, 0]
+        constant = (vertex_weights * mass[offsets]).view(d + 1, points).sum(0) * alpha
+        barycentric = barycentric * torch.rsqrt(constant + 1e-20)
+        vertex_weights = barycentric.reshape(-1)
 
     splat_rows = torch.zeros(lattice_points + 1, dtype=torch.long, device=device)
     splat_rows[1:] = counts.cumsum(0)
-    splat_cols = torch.div(order, d + 1, rounding_mode="floor")
-    splat_values = barycentric.reshape(-1)[order]
+    splat_cols = order % points
+    splat_values = vertex_weights[order]
     slice_rows = torch.arange(0, points * (d + 1) + 1, d + 1, device=device)
-    slice_cols = offsets.reshape(-1)
-    # pydensecrf's lattice scales by this constant so that a blurred constant stays near 1
-    alpha = 1.0 / (1.0 + 2.0 ** (-d))
-    slice_values = barycentric.reshape(-1) * alpha
-    blurs = [_blur_matrix(neighbour, index) for neighbour in up]
-
-    if normalize:
-        mass = torch.zeros(lattice_points, device=device).index_add_(
-            0, slice_cols, barycentric.reshape(-1)
-        )
-        for blur in blurs:
-            mass = (blur @ mass[:, None])[:, 0]
-        constant = (barycentric * alpha * mass[offsets]).sum(1)
-        norm = torch.rsqrt(constant + 1e-20)
-        splat_values = splat_values * norm[splat_cols]
-        slice_values = slice_values * norm.repeat_interleave(d + 1)
-    slice_values = slice_values * weight
+    slice_cols = offsets.view(d + 1, points).t().reshape(-1)
+    slice_values = barycentric.t().reshape(-1) * (alpha * weight)
     shape = (lattice_points, points)
     splat = _csr(splat_rows, splat_cols, splat_values, shape, index)
     slice_ = _csr(slice_rows, slice_cols, slice_values, shape[::-1], index)
@@ -400,43 +404,48 @@ def build_lattice_filter(
 
 
 def _enclosing_simplices(features: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """For each point: the remainder-0 lattice point of its simplex, the rank of each
-    coordinate, and its barycentric weights (Adams et al. 2010, section 3 and 4).
+    """For each point (a column of the d × points ``features``): the remainder-0 lattice
+    point of its simplex (d × points, the last coordinate follows from a zero sum), the
+    rank of each of its d+1 coordinates, and its d+1 barycentric weights (Adams et al.
+    2010, sections 3 and 4).
 
     The float32 arithmetic follows pydensecrf's SSE code step by step, so that both put
     every point in the same simplex with the same weights.
     """
-    points, d = features.shape
-    features = features.float()
+    d, points = features.shape
+    device = features.device
     inv_std_dev = float(np.float32(math.sqrt(2.0 / 3.0) * (d + 1)))
-    elevated = torch.empty(points, d + 1, dtype=torch.float32, device=features.device)
-    partial = torch.zeros(points, dtype=torch.float32, device=features.device)
+    elevated = torch.empty(d + 1, points, dtype=torch.float32, device=device)
+    partial = torch.zeros(points, dtype=torch.float32, device=device)
     for j in range(d, 0, -1):
         scale = float(np.float32(1.0 / math.sqrt(j * (j + 1)) * inv_std_dev))
-        scaled = features[:, j - 1] * scale
-        elevated[:, j] = partial - j * scaled
-        partial = partial + scaled
-    elevated[:, 0] = partial
+        scaled = features[j - 1] * scale
+        torch.sub(partial, scaled * j, out=elevated[j])
+        partial += scaled
+    elevated[0] = partial
 
     down = float(np.float32(1.0 / (d + 1)))
     nearest = torch.round(elevated * down)  # ties to even, like _mm_round_ps
     remainder0 = nearest * (d + 1)
-    offset_sum = nearest.sum(1, keepdim=True).long()
     residual = elevated - remainder0
-    # rank[i] = #{j > i: r_i < r_j} + #{j < i: not r_j < r_i}, pydensecrf's tie-breaking
-    less = residual[:, :, None] < residual[:, None, :]
-    later = torch.ones(d + 1, d + 1, dtype=torch.bool, device=features.device).triu(1)
-    rank = (less & later).sum(2) + (~less & later).sum(1) + offset_sum
+    # pydensecrf's ranking: for i < j, i ranks up if r_i < r_j, else j does
+    rank = torch.zeros(d + 1, points, dtype=torch.long, device=device)
+    for i in range(d):
+        for j in range(i + 1, d + 1):
+            less = residual[i] < residual[j]
+            rank[i] += less
+            rank[j] += ~less
+    rank += nearest.sum(0).long()
     wrap = (rank < 0).long() - (rank > d).long()
     rank += (d + 1) * wrap
-    remainder0 = remainder0.long() + (d + 1) * wrap
+    remainder0 += (d + 1) * wrap
 
-    weights = (elevated - remainder0.float()) * down
-    barycentric = torch.zeros(points, d + 2, dtype=torch.float32, device=features.device)
-    barycentric.scatter_add_(1, d - rank, weights)
-    barycentric.scatter_add_(1, d - rank + 1, -weights)
-    barycentric[:, 0] += 1 + barycentric[:, d + 1]
-    return remainder0[:, :d], rank[:, :d], barycentric[:, : d + 1].contiguous()
+    weights = (elevated - remainder0) * down
+    barycentric = torch.zeros(d + 2, points, dtype=torch.float32, device=device)
+    barycentric.scatter_add_(0, d - rank, weights)
+    barycentric.scatter_add_(0, d - rank + 1, -weights)
+    barycentric[0] += 1 + barycentric[d + 1]
+    return remainder0[:d].long(), rank, barycentric[: d + 1]
 
 
 def _index_vertices(
@@ -444,32 +453,37 @@ def _index_vertices(
 ) -> tuple[Tensor, Tensor, Tensor, list[Tensor]]:
     """Number the lattice points that the simplices touch and find their neighbours.
 
-    Returns the lattice point of each vertex (points × (d+1)), the vertices in order of
-    their lattice point, the vertex count of each lattice point, and for each of the d+1
-    lattice directions the index of every point's neighbour one step along it (-1 when
-    no pixel touches that neighbour).  A lattice point is named by its first d
-    coordinates (the last one follows, as all sum to zero) plus the group.
+    Returns the lattice point of each vertex (vertex r of point p at r * points + p), the
+    vertices in order of their lattice point, the vertex count of each lattice point, and
+    for each of the d+1 lattice directions the index of every point's neighbour one step
+    along it (-1 when no pixel touches that neighbour).  A lattice point is named by its
+    first d coordinates (the last follows, as all sum to zero) plus the group.
     """
-    d = remainder0.shape[1]
+    d, points = remainder0.shape
     device = remainder0.device
-    steps = torch.arange(d + 1, device=device)
-    # vertex r of a simplex: remainder0 + r, less d+1 where the coordinate's rank > d - r
-    high = rank[:, None, :] > (d - steps)[None, :, None]
-    low = remainder0.min(0).values - 2 * (d + 1)
-    radix = remainder0.max(0).values + 2 * (d + 1) - low + 1
+    low = remainder0.min(1).values - 2 * (d + 1)
+    radix = remainder0.max(1).values + 2 * (d + 1) - low + 1
     strides = [1]
     for size in radix.tolist():
         strides.append(strides[-1] * size)
+    steps = torch.arange(d + 1, device=device)
     if strides[-1] * groups < _LARGEST_CODE:
         stride = torch.tensor(strides[:-1], device=device)
-        base = ((remainder0 - low) * stride).sum(1) + group * strides[-1]
-        codes = base[:, None] + steps * int(stride.sum()) - (d + 1) * (high * stride).sum(2)
-        moves = [int(_direction_step(j, d, device) @ stride) for j in range(d + 1)]
-        return _index_codes(codes.reshape(-1), moves)
+        base = ((remainder0 - low[:, None]) * stride[:, None]).sum(0) + group * strides[-1]
+        # Vertex r is remainder0 + r, less d+1 on the coordinates ranked above d - r, so
+        # going from vertex r-1 to r adds r's step and takes d+1 off one more coordinate:
+        # the one ranked d - r + 1 (the last coordinate has no place in the code).
+        by_rank = torch.empty_like(rank).scatter_(0, rank, steps[:, None].expand(d + 1, points))
+        stride_of = torch.cat([stride, stride.new_zeros(1)])
+        moves = int(stride.sum()) - (d + 1) * stride_of[by_rank[1:].flip(0)]
+        codes = torch.cat([base[None], moves]).cumsum_(0)
+        neighbour_moves = [int(_direction_step(j, d, device) @ stride) for j in range(d + 1)]
+        return _index_codes(codes.reshape(-1), neighbour_moves)
     # coordinates too spread for one int64: name lattice points by unique rows instead
-    keys = remainder0[:, None, :] + steps[None, :, None] - (d + 1) * high.long()
-    keys = torch.cat([keys, group[:, None, None].expand(-1, d + 1, 1)], 2).reshape(-1, d + 1)
-    return _index_rows(keys, d)
+    high = rank[None, :d] > (d - steps)[:, None, None]  # vertex × coordinate × point
+    keys = remainder0[None] + steps[:, None, None] - (d + 1) * high.long()
+    keys = torch.cat([keys, group.expand(d + 1, 1, points)], 1)
+    return _index_rows(keys.permute(0, 2, 1).reshape(-1, d + 1), d)
 
 
 def _direction_step(j: int, d: int, device: torch.device) -> Tensor:

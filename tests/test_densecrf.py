@@ -126,6 +126,9 @@ def test_zero_iterations_returns_the_floored_input():
     for name in PLUGINS:
         refined = segkit.build_postprocessor(name, iterations=0)(probs, images)
         assert torch.allclose(refined, expected, atol=1e-6)
+        no_kernels = {"gaussian_compat": 0.0, "bilateral_compat": 0.0}
+        refined = segkit.build_postprocessor(name, **no_kernels)(probs, images)
+        assert torch.allclose(refined, expected, atol=1e-6)
 
 
 def test_batches_keep_their_order_and_equal_single_images():
