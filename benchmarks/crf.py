@@ -1,0 +1,252 @@
+"""Dense CRF post-processors side by side: time per image, agreement and peak memory.
+
+    python benchmarks/crf.py                              # CPU, 500×375, 21 classes, 10 iterations
+    python benchmarks/crf.py --device cuda --batch 8      # densecrf_torch on a GPU, 8 per batch
+    python benchmarks/crf.py --memory                     # also peak memory at 0.25, 1 and 4 MP
+
+The images are pydensecrf's example photographs resized to the benchmark size when
+``../shared/data/densecrf_examples`` is beside the checkout, otherwise synthetic scenes
+of coloured shapes.  The probabilities are smooth random scores passed through a
+softmax, like a network's upsampled output.  ``densecrf`` runs once with one worker
+(pydensecrf as it is) and once with one worker per core (as the plugin runs a batch).
+Peak memory is measured in a fresh process per case: the high-water resident set size
+above what the inputs already take (CPU), or torch.cuda.max_memory_allocated (CUDA).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from rich.console import Console
+from rich.table import Table
+
+import segkit
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "densecrf_examples"
+MEGAPIXELS = (0.25, 1.0, 4.0)
+
+
+def make_inputs(
+    n: int, classes: int, height: int, width: int, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """N×C×H×W probabilities and N×3×H×W uint8 images."""
+    rng = np.random.default_rng(seed)
+    photos = sorted(EXAMPLES.glob("im*.png")) if EXAMPLES.is_dir() else []
+    images = []
+    for i in range(n):
+        if photos:
+            photo = Image.open(photos[i % len(photos)]).convert("RGB")
+            images.append(np.asarray(photo.resize((width, height), Image.BILINEAR)))
+        else:
+            images.append(synthetic_image(rng, height, width))
+    images = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+    coarse = torch.from_numpy(rng.normal(0, 3, (n, classes, height // 16 + 2, width // 16 + 2)))
+    scores = F.interpolate(coarse.float(), size=(height, width), mode="bilinear")
+    return scores.softmax(1), images
+
+
+def synthetic_image(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    image = np.empty((height, width, 3))
+    image[:] = rng.integers(0, 256, 3)
+    ys, xs = np.mgrid[:height, :width]
+    for _ in range(6):
+        cy, cx, r = rng.integers(0, height), rng.integers(0, width), rng.integers(10, height // 2)
+        image[(ys - cy) ** 2 + (xs - cx) ** 2 < r**2] = rng.integers(0, 256, 3)
+    return np.clip(image + rng.normal(0, 6, image.shape), 0, 255).astype(np.uint8)
+
+
+def size_of(megapixels: float) -> tuple[int, int]:
+    """Height and width of a 4:3 image with about this many megapixels."""
+    width = round((megapixels * 1e6 * 4 / 3) ** 0.5)
+    return round(width * 3 / 4), width
+
+
+def timed(postprocessor, probs, images, batch: int, device: str) -> tuple[float, torch.Tensor]:
+    outputs = []
+    start = time.perf_counter()
+    for i in range(0, len(probs), batch):
+        outputs.append(postprocessor(probs[i : i + batch], images[i : i + batch]).cpu())
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / len(probs), torch.cat(outputs)
+
+
+def run_timing(args: argparse.Namespace, console: Console) -> None:
+    height, width = args.height, args.width
+    probs, images = make_inputs(args.images, args.classes, height, width)
+    kernel = {"iterations": args.iterations}
+    torch_crf = segkit.build_postprocessor("densecrf_torch", device=args.device, **kernel)
+    rows = []
+    reference = None
+    if not args.skip_pydensecrf:
+        serial = segkit.build_postprocessor("densecrf", workers=1, **kernel)
+        seconds, reference = timed(serial, probs, images, 1, "cpu")
+        rows.append(("densecrf", "1 process", "cpu", 1, seconds, reference))
+        parallel = segkit.build_postprocessor("densecrf", **kernel)
+        timed(parallel, probs[:2], images[:2], 2, "cpu")  # starts the worker processes
+        workers = min(args.batch_cpu, len(probs))
+        seconds, out = timed(parallel, probs, images, workers, "cpu")
+        rows.append(("densecrf", "a process per core", "cpu", workers, seconds, out))
+    on_device_probs = probs.to(args.device)
+    on_device_images = images.to(args.device)
+    start = time.perf_counter()
+    torch_crf(on_device_probs[:1], on_device_images[:1])
+    if args.device == "cuda":
+        torch.cuda.synchronize()
+    first = time.perf_counter() - start
+    seconds, out = timed(torch_crf, on_device_probs, on_device_images, args.batch, args.device)
+    rows.append(("densecrf_torch", "first call", args.device, 1, first, out))
+    rows.append(
+        (
+            "densecrf_torch",
+            f"{torch.get_num_threads()} threads",
+            args.device,
+            args.batch,
+            seconds,
+            out,
+        )
+    )
+
+    table = Table(
+        title=f"dense CRF, {width}×{height}, {args.classes} classes, {args.iterations} iterations, "
+        f"{args.images} images"
+    )
+    for column in (
+        "post-processor",
+        "how",
+        "device",
+        "batch",
+        "s / image",
+        "× pydensecrf",
+        "same label as pydensecrf",
+    ):
+        table.add_column(column, justify="right" if column[0] in "sb×" else "left")
+    base = rows[0][4] if reference is not None else None
+    for name, how, device, batch, seconds, out in rows:
+        ratio = f"{seconds / base:.2f}" if base else "—"
+        same = "—"
+        if reference is not None:
+            same = f"{100 * float((out.argmax(1) == reference.argmax(1)).float().mean()):.2f}%"
+        table.add_row(name, how, device, str(batch), f"{seconds:.3f}", ratio, same)
+    console.print(table)
+
+
+def measure_peak(args: argparse.Namespace) -> None:
+    """In this fresh process: refine one image once and print the peak memory as JSON."""
+    height, width = size_of(args.measure_megapixels)
+    probs, images = make_inputs(1, args.classes, height, width)
+    params = {"iterations": args.iterations}
+    if args.measure == "densecrf_torch":
+        params["device"] = args.device
+    else:
+        params["workers"] = 1
+    postprocessor = segkit.build_postprocessor(args.measure, **params)
+    if args.device == "cuda" and args.measure == "densecrf_torch":
+        probs, images = probs.cuda(), images.cuda()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        postprocessor(probs, images)
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() - base
+    else:
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        postprocessor(probs, images)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+    print(json.dumps({"height": height, "width": width, "peak": peak}))
+
+
+def run_memory(args: argparse.Namespace, console: Console) -> None:
+    table = Table(title=f"peak memory above the inputs, {args.classes} classes, one image")
+    for column in ("post-processor", "device", "megapixels", "size", "peak", "bytes / pixel"):
+        table.add_column(
+            column, justify="left" if column in ("post-processor", "device") else "right"
+        )
+    plugins = ["densecrf_torch"] + ([] if args.skip_pydensecrf else ["densecrf"])
+    for name in plugins:
+        device = args.device if name == "densecrf_torch" else "cpu"
+        for megapixels in MEGAPIXELS:
+            command = [
+                sys.executable,
+                __file__,
+                "--measure",
+                name,
+                "--measure-megapixels",
+                str(megapixels),
+                "--device",
+                device,
+                "--classes",
+                str(args.classes),
+                "--iterations",
+                str(args.iterations),
+            ]
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode != 0:
+                table.add_row(name, device, f"{megapixels:g}", "—", "failed", done.stderr[-80:])
+                continue
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            pixels = result["height"] * result["width"]
+            table.add_row(
+                name,
+                device,
+                f"{megapixels:g}",
+                f"{result['width']}×{result['height']}",
+                f"{result['peak'] / 2**20:.0f} MiB",
+                f"{result['peak'] / pixels:.0f}",
+            )
+    console.print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        help="densecrf_torch images per call (default: 1 on cpu, 8 on cuda)",
+    )
+    parser.add_argument(
+        "--batch-cpu",
+        type=int,
+        default=8,
+        help="densecrf images per call when run with a process per core",
+    )
+    parser.add_argument("--images", type=int, default=8, help="images timed")
+    parser.add_argument("--classes", type=int, default=21)
+    parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--size", default="500x375", help="WIDTHxHEIGHT")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--memory", action="store_true", help="also measure peak memory")
+    parser.add_argument("--memory-only", action="store_true", help="only measure peak memory")
+    parser.add_argument("--skip-pydensecrf", action="store_true")
+    parser.add_argument("--measure", help=argparse.SUPPRESS)
+    parser.add_argument("--measure-megapixels", type=float, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.measure:
+        measure_peak(args)
+        return
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: CUDA is not available here")
+    args.width, args.height = (int(v) for v in args.size.lower().split("x"))
+    args.batch = args.batch or (8 if args.device == "cuda" else 1)
+    console = Console(width=max(120, Console().width))
+    if not args.memory_only:
+        run_timing(args, console)
+    if args.memory or args.memory_only:
+        run_memory(args, console)
+
+
+if __name__ == "__main__":
+    main()
