@@ -4,7 +4,7 @@
                SegmentationClassAug masks and train_aug list used by DeepLab.
 ``folder``     ``root/images`` and ``root/masks`` with matching file stems.
 ``synthetic``  shapes on cluttered, textured backgrounds, generated from a seed: the
-               class is carried by the shape only, never by the colour.
+               class is carried by the shape only, never by the colour or texture.
 """
 
 from __future__ import annotations
@@ -288,16 +288,26 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, center: tuple, r: float, 
         draw.polygon([p for pair in zip(tips, valleys, strict=True) for p in pair], fill=1)
 
 
-def _texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """A height×width×3 float texture; objects and background draw from this same law."""
+def _texture(rng: np.random.Generator, height: int, width: int, smooth: bool) -> np.ndarray:
+    """A height×width×3 float texture blending two colours drawn uniformly from the RGB cube.
+
+    Every region draws its colours from that same law, so colour says nothing about the
+    class.  Backgrounds may also be striped or strongly blotched; shapes (``smooth``) are
+    flat or softly blotched, so that their outline, not their inside, is what stands out.
+    """
     first, second = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
-    kind = rng.integers(3)
+    kind = rng.integers(2 if smooth else 3)
     if kind == 0:  # flat colour with a soft shading ramp
         yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
         direction = rng.uniform(0, 2 * math.pi)
         ramp = (xx * math.cos(direction) + yy * math.sin(direction)) / max(height, width)
         weight = 0.25 * (ramp - ramp.mean())
-    elif kind == 1:  # stripes of random angle, period and sharpness
+    elif kind == 1:  # blotches: coarse noise, smoothly enlarged
+        cells = rng.random((int(rng.integers(3, 7)), int(rng.integers(3, 7)))).astype(np.float32)
+        weight = np.asarray(Image.fromarray(cells, "F").resize((width, height), Image.BILINEAR))
+        if smooth:
+            weight = 0.35 * weight
+    else:  # stripes of random angle, period and sharpness
         yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
         direction = rng.uniform(0, math.pi)
         period = rng.uniform(5, 18)
@@ -306,9 +316,6 @@ def _texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
             + rng.uniform(0, 2 * math.pi)
         )
         weight = np.clip(0.5 + rng.uniform(0.5, 3) * wave, 0, 1)
-    else:  # blotches: coarse noise, smoothly enlarged
-        cells = rng.random((int(rng.integers(3, 7)), int(rng.integers(3, 7)))).astype(np.float32)
-        weight = np.asarray(Image.fromarray(cells, "F").resize((width, height), Image.BILINEAR))
     return first + weight[..., None] * (second - first)
 
 
@@ -338,7 +345,9 @@ def render_shapes(
     """One synthetic image (H×W×3 uint8) and its mask (H×W uint8) drawn from ``rng``."""
     height, width = (int(v) for v in rng.integers(min_size, max_size + 1, 2))
     short = min(height, width)
-    canvas = Image.fromarray(np.clip(_texture(rng, height, width), 0, 255).astype(np.uint8))
+    canvas = Image.fromarray(
+        np.clip(_texture(rng, height, width, smooth=False), 0, 255).astype(np.uint8)
+    )
     _clutter(rng, canvas)
     image = np.array(canvas)
     mask = np.zeros((height, width), dtype=np.uint8)
@@ -367,7 +376,7 @@ def render_shapes(
         inside = np.asarray(stencil, dtype=bool)
         under = image[top:bottom, left:right][inside].astype(np.float32).mean(0)
         for _tries in range(8):  # a shape must stand out from what it covers
-            texture = _texture(rng, bottom - top, right - left)
+            texture = _texture(rng, bottom - top, right - left, smooth=True)
             if np.linalg.norm(texture[inside].mean(0) - under) > 60:
                 break
         image[top:bottom, left:right][inside] = np.clip(texture[inside], 0, 255)
