@@ -143,6 +143,8 @@ def run_timing(args: argparse.Namespace, console: Console) -> None:
 
 def measure_peak(args: argparse.Namespace) -> None:
     """In this fresh process: refine one image once and print the peak memory as JSON."""
+    if args.measure == "densecrf":
+        args.device = "cpu"
     height, width = size_of(args.measure_megapixels)
     probs, images = make_inputs(1, args.classes, height, width)
     params = {"iterations": args.iterations}
@@ -151,6 +153,9 @@ def measure_peak(args: argparse.Namespace) -> None:
     else:
         params["workers"] = 1
     postprocessor = segkit.build_postprocessor(args.measure, **params)
+    # a tiny first call pages in the libraries' code, which is no part of the peak
+    tiny_probs, tiny_images = make_inputs(1, args.classes, 24, 32, seed=1)
+    postprocessor(tiny_probs.to(args.device), tiny_images.to(args.device))
     if args.device == "cuda" and args.measure == "densecrf_torch":
         probs, images = probs.cuda(), images.cuda()
         torch.cuda.reset_peak_memory_stats()

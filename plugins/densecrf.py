@@ -222,8 +222,8 @@ class TorchDenseCRF:
         else:
             check_postprocess_inputs(probs, images)
         dtype = torch.float64 if probs.dtype == torch.float64 else torch.float32
-        unary = unary_from_probabilities(probs.to(device, dtype))
-        refined = dense_crf(unary, images.to(device), self.params)
+        rows = _log_probability_rows(probs.to(device, dtype))
+        refined = _mean_field(rows, images.to(device), self.params)
         return refined.to(probs.device, probs.dtype)
 
 
@@ -249,15 +249,32 @@ def dense_crf(unary: Tensor, images: Tensor, params: CRFParams = _DEFAULTS) -> T
     ``unary``; the kernels depend on the images alone and are built once per call (the
     smoothness kernel, which depends only on the image size, once per size).
     """
-    n, classes, height, width = unary.shape
+    classes = unary.shape[1]
+    return _mean_field(-unary.permute(2, 3, 0, 1).reshape(-1, classes), images, params)
+
+
+def _log_probability_rows(probs: Tensor) -> Tensor:
+    """-unary of N×C×H×W probabilities, as rows of :func:`_mean_field`, in one buffer."""
+    rows = probs.permute(2, 3, 0, 1).reshape(-1, probs.shape[1])
+    if torch.is_grad_enabled() and probs.requires_grad:
+        return rows.clamp_min(PROBABILITY_FLOOR).log()
+    if rows.data_ptr() == probs.data_ptr():
+        rows = rows.clone()
+    return rows.clamp_min_(PROBABILITY_FLOOR).log_()
+
+
+def _mean_field(neg_unary: Tensor, images: Tensor, params: CRFParams) -> Tensor:
+    """Mean-field updates from -unary given as (H·W·N)×C rows: pixel-major, image-minor,
+    so that the smoothness lattice sees (H·W)×(N·C) and the appearance lattice
+    (H·W·N)×C over the same memory."""
+    n, _, height, width = images.shape
+    classes = neg_unary.shape[1]
     pixels = height * width
-    # Pixel-major, image-minor rows: the smoothness lattice sees (pixels, n * classes)
-    # and the appearance lattice (pixels * n, classes) over the same memory.
-    neg_unary = -unary.permute(2, 3, 0, 1).reshape(pixels * n, classes)
+    device = neg_unary.device
     spatial = bilateral = None
     if params.gaussian_compat != 0 and params.iterations > 0:
         spatial = _spatial_filter(
-            height, width, params.gaussian_sxy, params.gaussian_compat, str(unary.device)
+            height, width, params.gaussian_sxy, params.gaussian_compat, str(device)
         )
     if params.bilateral_compat != 0 and params.iterations > 0:
         bilateral = _bilateral_filter(

@@ -118,6 +118,16 @@ def test_output_is_a_distribution_of_the_input_shape_and_dtype():
             assert torch.allclose(refined.sum(1), torch.ones(1, 60, 80, dtype=dtype), atol=1e-5)
 
 
+@pytest.mark.parametrize("height", [1, 12])
+def test_inputs_are_left_untouched(height):
+    images, probs, _ = batch([21], height=height, width=9, classes=2)
+    probs[0, :, 0, 0] = torch.tensor([0.0, 1.0])
+    before = probs.clone(), images.clone()
+    for name in PLUGINS:
+        segkit.build_postprocessor(name)(probs, images)
+        assert torch.equal(probs, before[0]) and torch.equal(images, before[1])
+
+
 def test_zero_iterations_returns_the_floored_input():
     images, probs, _ = batch([6])
     probs[:, 0, :5, :5] = 0.0
