@@ -33,6 +33,7 @@ import math
 import multiprocessing
 import os
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
@@ -41,7 +42,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from segkit import ConfigError, Param, check_postprocess_inputs, hookimpl
+from segkit import ConfigError, Param, check_postprocess_inputs, ensure_memory, hookimpl
 
 #: Lattice points are named by one int64 code below this; wider coordinates take a slower path.
 _LARGEST_CODE = 2**62
@@ -278,7 +279,7 @@ def _mean_field(neg_unary: Tensor, images: Tensor, params: CRFParams) -> Tensor:
         )
     if params.bilateral_compat != 0 and params.iterations > 0:
         bilateral = _bilateral_filter(
-            images, params.bilateral_sxy, params.bilateral_srgb, params.bilateral_compat
+            images, params.bilateral_sxy, params.bilateral_srgb, params.bilateral_compat, classes
         )
     q = torch.softmax(neg_unary, 1)
     for _ in range(params.iterations if spatial or bilateral else 0):
@@ -358,15 +359,28 @@ def _spatial_filter(height: int, width: int, sxy: float, weight: float, device: 
         return build_lattice_filter(features, weight=weight)
 
 
-def _bilateral_filter(images: Tensor, sxy: float, srgb: float, weight: float) -> LatticeFilter:
+def _bilateral_filter(
+    images: Tensor, sxy: float, srgb: float, weight: float, classes: int
+) -> LatticeFilter:
     n, _, height, width = images.shape
+
+    def check_lattice_size(lattice_points: int) -> None:
+        # the blurs and the values on the lattice are still to come
+        ensure_memory(
+            lattice_points * ((d + 1) * 32 + 12 * classes),
+            images.device,
+            f"the dense CRF's lattice for {n} image(s) of {height}×{width} "
+            f"({lattice_points} points)",
+        )
+
+    d = 5
     with torch.inference_mode(False), torch.no_grad():
         ys, xs = _pixel_grid(height, width, images.device)
         rgb = images.permute(2, 3, 0, 1).reshape(height * width * n, 3).float() / np.float32(srgb)
         positions = torch.stack([xs / np.float32(sxy), ys / np.float32(sxy)], 1)
         features = torch.cat([positions.repeat_interleave(n, 0), rgb], 1)
         group = torch.arange(n, device=images.device).repeat(height * width)
-        return build_lattice_filter(features, weight=weight, group=group, groups=n)
+        return build_lattice_filter(features, weight, group, n, on_lattice_size=check_lattice_size)
 
 
 def _pixel_grid(height: int, width: int, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -381,9 +395,11 @@ def build_lattice_filter(
     group: Tensor | None = None,
     groups: int = 1,
     normalize: bool = True,
+    on_lattice_size: Callable[[int], None] | None = None,
 ) -> LatticeFilter:
     """The lattice filter of points with float32 ``features`` (points × d, already divided
-    by the kernel widths); points of different ``group`` never interact."""
+    by the kernel widths); points of different ``group`` never interact.
+    ``on_lattice_size`` hears the number of lattice points before the blurs are built."""
     points, d = features.shape
     device = features.device
     if group is None:
@@ -398,6 +414,8 @@ def build_lattice_filter(
 
     # pydensecrf's lattice scales by this constant so that a blurred constant stays near 1
     alpha = 1.0 / (1.0 + 2.0 ** (-d))
+    if on_lattice_size is not None:
+        on_lattice_size(lattice_points)
     blurs = [_blur_matrix(neighbour, index) for neighbour in up]
     if normalize:
         mass = torch.zeros(lattice_points, device=device).index_add_(0, offsets, vertex_weights)

@@ -23,7 +23,12 @@ from segkit.geometry import (
 )
 from segkit.hookspecs import hookimpl
 from segkit.model import SegmentationModel, build_model
-from segkit.postprocess import PostprocessChain, build_postprocessor, check_postprocess_inputs
+from segkit.postprocess import (
+    PostprocessChain,
+    build_postprocessor,
+    check_postprocess_inputs,
+    ensure_memory,
+)
 from segkit.registry import Param
 from segkit.weights import (
     WEIGHTS_PARAM,
@@ -60,6 +65,7 @@ __all__ = [
     "crop_or_pad",
     "crop_start",
     "decimate",
+    "ensure_memory",
     "grid_after",
     "hookimpl",
     "kernel_center",

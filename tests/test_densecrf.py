@@ -249,6 +249,15 @@ def test_image_too_large_for_memory(name, monkeypatch):
         segkit.build_postprocessor(name)(probs, images)
 
 
+def test_lattice_too_large_for_memory(monkeypatch):
+    """The second check, once the lattice size is known, before the blurs are built."""
+    images, probs, _ = batch([17], height=12, width=10)
+    monkeypatch.setattr(densecrf, "estimate_torch_memory", lambda *args, **kwargs: 0)
+    monkeypatch.setattr(postprocess_module, "available_memory", lambda device: 2**10)
+    with pytest.raises(DataError, match=r"lattice .* points.* memory but only"):
+        densecrf.TorchDenseCRF(device="cpu")(probs, images)
+
+
 def test_memory_check_reads_meminfo(tmp_path):
     meminfo = tmp_path / "meminfo"
     meminfo.write_text("MemTotal: 1000 kB\nMemAvailable:     2048 kB\n")
