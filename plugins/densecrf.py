@@ -35,6 +35,7 @@ import os
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Literal
 
@@ -42,7 +43,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from segkit import ConfigError, Param, check_postprocess_inputs, ensure_memory, hookimpl
+from segkit import (
+    ConfigError,
+    DataError,
+    Param,
+    check_postprocess_inputs,
+    ensure_memory,
+    hookimpl,
+)
 
 #: Lattice points are named by one int64 code below this; wider coordinates take a slower path.
 _LARGEST_CODE = 2**62
@@ -147,7 +155,14 @@ class PyDenseCRF:
         images_np = images.detach().cpu().permute(0, 2, 3, 1).numpy()
         jobs = [(probs_np[i], images_np[i], self.params) for i in range(n)]
         if workers > 1:
-            refined = list(_process_pool(workers).map(_pydensecrf_refine, jobs))
+            try:
+                refined = list(_process_pool(workers).map(_pydensecrf_refine, jobs))
+            except BrokenProcessPool:
+                _process_pool.cache_clear()
+                raise DataError(
+                    f"densecrf: a worker process died refining {n} image(s) of "
+                    f"{height}×{width} (out of memory?); set workers = 1 or refine fewer"
+                ) from None
         else:
             refined = [_pydensecrf_refine(job) for job in jobs]
         return torch.from_numpy(np.stack(refined)).to(probs.device, probs.dtype)
@@ -218,7 +233,14 @@ class TorchDenseCRF:
         if probs.dim() == 4 and images.dim() == 4:
             device = self.compute_device(probs)
             n, classes, height, width = probs.shape
-            required = estimate_torch_memory(n, classes, height, width, probs.requires_grad)
+            required = estimate_torch_memory(
+                n,
+                classes,
+                height,
+                width,
+                iterations=self.params.iterations if probs.requires_grad else 0,
+                value_bytes=8 if probs.dtype == torch.float64 else 4,
+            )
             check_postprocess_inputs(probs, images, required_bytes=required, device=device)
         else:
             check_postprocess_inputs(probs, images)
@@ -229,17 +251,17 @@ class TorchDenseCRF:
 
 
 def estimate_torch_memory(
-    n: int, classes: int, height: int, width: int, grad: bool = False, iterations: int = 10
+    n: int, classes: int, height: int, width: int, iterations: int = 0, value_bytes: int = 4
 ) -> int:
-    """Bytes :func:`dense_crf` needs for a batch, assuming at most one lattice point per pixel.
+    """Bytes :func:`dense_crf` needs for a batch, assuming at most one lattice point per pixel
+    (the lattice size is checked again once it is known).
 
-    Per pixel: seven N×C float buffers of the mean-field update (more with autograd,
-    which keeps each iteration's Q), the lattice construction (six vertices of about 80
-    bytes each) and the sparse matrices that stay (about 300 bytes).
+    Per pixel: seven N×C buffers of the mean-field update, plus one per ``iterations``
+    when autograd keeps each update's Q; the lattice construction (six vertices of
+    about 80 bytes each); and the sparse matrices that stay (about 300 bytes).
     """
-    pixels = n * height * width
-    per_pixel = 4 * classes * (7 + (3 * iterations if grad else 0)) + 6 * 80 + 300
-    return pixels * per_pixel
+    buffers = 7 + iterations
+    return n * height * width * (value_bytes * classes * buffers + 6 * 80 + 300)
 
 
 def dense_crf(unary: Tensor, images: Tensor, params: CRFParams = _DEFAULTS) -> Tensor:
@@ -250,7 +272,12 @@ def dense_crf(unary: Tensor, images: Tensor, params: CRFParams = _DEFAULTS) -> T
     ``unary``; the kernels depend on the images alone and are built once per call (the
     smoothness kernel, which depends only on the image size, once per size).
     """
-    classes = unary.shape[1]
+    n, classes, height, width = unary.shape
+    if images.dtype != torch.uint8 or tuple(images.shape) != (n, 3, height, width):
+        raise DataError(
+            f"dense_crf: images must be {n}×3×{height}×{width} uint8 to match the unaries, "
+            f"got {'×'.join(map(str, images.shape))} {images.dtype}"
+        )
     return _mean_field(-unary.permute(2, 3, 0, 1).reshape(-1, classes), images, params)
 
 

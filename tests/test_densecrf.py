@@ -272,6 +272,17 @@ def test_torch_memory_estimate_grows_linearly():
     small = densecrf.estimate_torch_memory(1, 21, 500, 500)
     assert densecrf.estimate_torch_memory(1, 21, 1000, 1000) == 4 * small
     assert densecrf.estimate_torch_memory(4, 21, 500, 500) == 4 * small
+    with_grad = densecrf.estimate_torch_memory(1, 21, 500, 500, iterations=10)
+    assert with_grad - small == 500 * 500 * 21 * 4 * 10  # one Q per iteration kept
+
+
+def test_dense_crf_checks_its_images():
+    images, probs, _ = batch([22], height=6, width=7)
+    unary = densecrf.unary_from_probabilities(probs)
+    with pytest.raises(DataError, match="uint8"):
+        densecrf.dense_crf(unary, images.float())
+    with pytest.raises(DataError, match="1×3×6×7"):
+        densecrf.dense_crf(unary, images[:, :, :5])
 
 
 @pytest.mark.parametrize(
