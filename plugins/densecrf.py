@@ -539,7 +539,9 @@ def _index_vertices(
         stride_of = torch.cat([stride, stride.new_zeros(1)])
         moves = int(stride.sum()) - (d + 1) * stride_of[by_rank[1:].flip(0)]
         codes = torch.cat([base[None], moves]).cumsum_(0)
-        neighbour_moves = [int(_direction_step(j, d, device) @ stride) for j in range(d + 1)]
+        # one step along direction j: +d on coordinate j and -1 on all others
+        total = sum(strides[:-1])
+        neighbour_moves = [(d + 1) * size - total for size in strides[:d]] + [-total]
         return _index_codes(codes.reshape(-1), neighbour_moves)
     # coordinates too spread for one int64: name lattice points by unique rows instead
     high = rank[None, :d] > (d - steps)[:, None, None]  # vertex × coordinate × point
