@@ -308,19 +308,20 @@ def _mean_field(neg_unary: Tensor, images: Tensor, params: CRFParams) -> Tensor:
         bilateral = _bilateral_filter(
             images, params.bilateral_sxy, params.bilateral_srgb, params.bilateral_compat, classes
         )
+    filters = [(f, pixels) for f in (spatial,) if f is not None]
+    filters += [(f, pixels * n) for f in (bilateral,) if f is not None]
     q = torch.softmax(neg_unary, 1)
-    for _ in range(params.iterations if spatial or bilateral else 0):
-        messages = []
-        if spatial is not None:
-            messages.append(_filter(spatial, q.view(pixels, n * classes)).view_as(q))
-        if bilateral is not None:
-            messages.append(_filter(bilateral, q))
-        if torch.is_grad_enabled() and q.requires_grad:
-            logits = sum(messages, neg_unary)
-        else:  # the same sum in place, without a new buffer per term
-            logits = messages[0].add_(neg_unary)
-            for message in messages[1:]:
-                logits += message
+    grad = torch.is_grad_enabled() and q.requires_grad
+    # without autograd, each iteration's messages reuse the same buffers
+    buffers = [None] * len(filters) if grad else [torch.empty_like(q) for _ in filters]
+    for _ in range(params.iterations if filters else 0):
+        logits = neg_unary
+        for (lattice, rows), buffer in zip(filters, buffers, strict=True):
+            if grad:
+                logits = logits + _FilterFunction.apply(q.view(rows, -1), lattice).view_as(q)
+            else:
+                lattice(q.view(rows, -1), out=buffer.view(rows, -1))
+                logits = buffer.add_(logits) if logits is neg_unary else logits.add_(buffer)
         q = torch.softmax(logits, 1)
     return q.view(height, width, n, classes).permute(2, 3, 0, 1).contiguous()
 
@@ -353,12 +354,15 @@ class LatticeFilter:
             self._by_dtype[dtype] = converted
         return self._by_dtype[dtype]
 
-    def __call__(self, x: Tensor, transpose: bool = False) -> Tensor:
+    def __call__(self, x: Tensor, transpose: bool = False, out: Tensor | None = None) -> Tensor:
         ops = self.to(x.dtype)
         values = ops.splat @ x
         for blur in reversed(ops.blurs) if transpose else ops.blurs:
             values = blur @ values
-        return ops.slice @ values
+        if out is None:
+            return ops.slice @ values
+        # slicing straight into a buffer saves the zero-fill and copy of a new result
+        return torch.addmm(out, ops.slice, values, beta=0, out=out)
 
 
 class _FilterFunction(torch.autograd.Function):
@@ -370,12 +374,6 @@ class _FilterFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
         return ctx.lattice(grad.contiguous(), transpose=True), None
-
-
-def _filter(lattice: LatticeFilter, x: Tensor) -> Tensor:
-    if torch.is_grad_enabled() and x.requires_grad:
-        return _FilterFunction.apply(x, lattice)
-    return lattice(x)
 
 
 @functools.lru_cache(maxsize=4)
