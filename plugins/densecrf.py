@@ -356,12 +356,15 @@ class LatticeFilter:
 
     def __call__(self, x: Tensor, transpose: bool = False, out: Tensor | None = None) -> Tensor:
         ops = self.to(x.dtype)
-        values = ops.splat @ x
+        # Products go into buffers (beta=0 ignores what they hold): a plain product of a
+        # sparse matrix would also zero-fill and copy its result.
+        values, spare = (x.new_empty(self.lattice_points, x.shape[1]) for _ in range(2))
+        torch.addmm(values, ops.splat, x, beta=0, out=values)
         for blur in reversed(ops.blurs) if transpose else ops.blurs:
-            values = blur @ values
+            torch.addmm(spare, blur, values, beta=0, out=spare)
+            values, spare = spare, values
         if out is None:
-            return ops.slice @ values
-        # slicing straight into a buffer saves the zero-fill and copy of a new result
+            out = x.new_empty(ops.slice.shape[0], x.shape[1])
         return torch.addmm(out, ops.slice, values, beta=0, out=out)
 
 
