@@ -255,7 +255,7 @@ def main() -> int:
     default_device = "cuda" if torch.cuda.is_available() else "cpu"
     parser.add_argument("--device", default=default_device, help=f"default: {default_device}")
     parser.add_argument("--rounds", type=int, default=10, help="timed rounds per model")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
     parser.add_argument("--size", type=int, default=224, help="square input size")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--models", nargs="+", default=["fcn8s", "largefov"])
@@ -338,7 +338,7 @@ def main() -> int:
 def _quartiles(values: list[float]) -> str:
     if len(values) < 2:
         return "-"
-    low, _, high = statistics.quantiles(values, n=4)
+    low, _, high = statistics.quantiles(values, n=4, method="inclusive")
     return f"{low:.3f}-{high:.3f}"
 
 
