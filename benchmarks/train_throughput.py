@@ -25,9 +25,8 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
-from segkit import data as segdata
 from segkit.config import load_config
-from segkit.engine import ShardSampler, make_loader, poly_lambda
+from segkit.engine import poly_lambda
 from segkit.runner import Runner
 
 
@@ -92,23 +91,7 @@ def main() -> None:
 
             # The bare loop gets a freshly built model with the same seed and the same data.
             runner = Runner(config, Path(tmp) / f"bare{round_index}", console=quiet)
-            transform = segdata.TrainTransform(
-                config.data.crop_size,
-                tuple(config.data.scale_range),
-                config.data.flip,
-                config.data.mean,
-                config.data.std,
-            )
-            training_set = segdata.TrainingSet(runner.train_set, transform, seed=config.train.seed)
-            sampler = ShardSampler(len(training_set), runner.run.processes, seed=config.train.seed)
-            loader = make_loader(
-                training_set,
-                sampler,
-                batch,
-                config.data.workers,
-                runner.run.device,
-                drop_last=True,
-            )
+            _, _, loader = runner.training_loader()
             bare_rates.append(bare_epoch(runner, loader, steps))
             loader_rates.append(loader_only(loader))
 

@@ -31,6 +31,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from torch import nn
+from torch.utils.data import DataLoader
 
 from segkit import data as segdata
 from segkit import engine
@@ -244,9 +245,9 @@ class Runner:
         self.plugins.hook.on_run_end(run=self.run, summary=summary)
         return summary
 
-    def train(self) -> None:
-        cfg, run = self.config, self.run
-        train_cfg = cfg.train
+    def training_loader(self) -> tuple[segdata.TrainingSet, engine.ShardSampler, DataLoader]:
+        """The augmented training split, this process's sampler and their DataLoader."""
+        cfg = self.config
         transform = segdata.TrainTransform(
             cfg.data.crop_size,
             tuple(cfg.data.scale_range),
@@ -254,11 +255,22 @@ class Runner:
             cfg.data.mean,
             cfg.data.std,
         )
-        training_set = segdata.TrainingSet(self.train_set, transform, seed=train_cfg.seed)
-        sampler = engine.ShardSampler(len(training_set), run.processes, seed=train_cfg.seed)
+        training_set = segdata.TrainingSet(self.train_set, transform, seed=cfg.train.seed)
+        sampler = engine.ShardSampler(len(training_set), self.run.processes, seed=cfg.train.seed)
         loader = engine.make_loader(
-            training_set, sampler, cfg.data.batch_size, cfg.data.workers, run.device, drop_last=True
+            training_set,
+            sampler,
+            cfg.data.batch_size,
+            cfg.data.workers,
+            self.run.device,
+            drop_last=True,
         )
+        return training_set, sampler, loader
+
+    def train(self) -> None:
+        cfg, run = self.config, self.run
+        train_cfg = cfg.train
+        training_set, sampler, loader = self.training_loader()
         steps_per_epoch = len(sampler) // cfg.data.batch_size
         if steps_per_epoch == 0:
             raise ConfigError(
