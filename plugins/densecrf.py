@@ -230,24 +230,34 @@ class TorchDenseCRF:
         return torch.device(self.device)
 
     def __call__(self, probs: Tensor, images: Tensor) -> Tensor:
-        if probs.dim() == 4 and images.dim() == 4:
-            device = self.compute_device(probs)
-            n, classes, height, width = probs.shape
-            required = estimate_torch_memory(
-                n,
-                classes,
-                height,
-                width,
-                iterations=self.params.iterations if probs.requires_grad else 0,
-                value_bytes=8 if probs.dtype == torch.float64 else 4,
-            )
-            check_postprocess_inputs(probs, images, required_bytes=required, device=device)
-        else:
-            check_postprocess_inputs(probs, images)
+        if probs.dim() != 4 or images.dim() != 4:
+            check_postprocess_inputs(probs, images)  # raises the shape error
+        device = self.compute_device(probs)
+        n, classes, height, width = probs.shape
+        value_bytes = 8 if probs.dtype == torch.float64 else 4
+        # On the CPU one image at a time: a batch's buffers fall out of the cache, which
+        # costs more than batching saves.  On a GPU the whole batch goes at once.
+        chunk = 1 if device.type == "cpu" else max(n, 1)
+        required = estimate_torch_memory(
+            chunk,
+            classes,
+            height,
+            width,
+            iterations=self.params.iterations if probs.requires_grad else 0,
+            value_bytes=value_bytes,
+        )
+        required += 2 * n * classes * height * width * value_bytes  # inputs and result
+        check_postprocess_inputs(probs, images, required_bytes=required, device=device)
         dtype = torch.float64 if probs.dtype == torch.float64 else torch.float32
-        rows = _log_probability_rows(probs.to(device, dtype))
-        refined = _mean_field(rows, images.to(device), self.params)
-        return refined.to(probs.device, probs.dtype)
+        refined = [
+            _mean_field(
+                _log_probability_rows(probs[i : i + chunk].to(device, dtype)),
+                images[i : i + chunk].to(device),
+                self.params,
+            )
+            for i in range(0, n, chunk)
+        ]
+        return torch.cat(refined).to(probs.device, probs.dtype)
 
 
 def estimate_torch_memory(

@@ -252,8 +252,8 @@ def test_image_too_large_for_memory(name, monkeypatch):
 def test_lattice_too_large_for_memory(monkeypatch):
     """The second check, once the lattice size is known, before the blurs are built."""
     images, probs, _ = batch([17], height=12, width=10)
-    monkeypatch.setattr(densecrf, "estimate_torch_memory", lambda *args, **kwargs: 0)
-    monkeypatch.setattr(postprocess_module, "available_memory", lambda device: 2**10)
+    answers = iter([2**40, 2**10])  # plenty for the first check, not for the lattice
+    monkeypatch.setattr(postprocess_module, "available_memory", lambda device: next(answers))
     with pytest.raises(DataError, match=r"lattice .* points.* memory but only"):
         densecrf.TorchDenseCRF(device="cpu")(probs, images)
 
