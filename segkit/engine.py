@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from segkit.errors import SegkitError
 from segkit.metrics import IGNORE_INDEX, ConfusionMatrix
+from segkit.postprocess import PostprocessChain
 
 
 @dataclass(frozen=True)
@@ -217,7 +218,7 @@ def evaluate(
     loader: DataLoader,
     num_classes: int,
     device: torch.device,
-    postprocessors: Sequence[tuple[str, Any]] = (),
+    postprocessors: PostprocessChain | None = None,
     amp: bool = False,
     channels_last: bool = False,
     on_batch: Callable[[int], None] | None = None,
@@ -229,7 +230,8 @@ def evaluate(
     """
     model.eval()
     matrices = {"raw": ConfusionMatrix(num_classes, device)}
-    for name, _ in postprocessors:
+    chain = postprocessors or PostprocessChain()
+    for name in chain.names():
         matrices[name] = ConfusionMatrix(num_classes, device)
     for batch in loader:
         images, masks = to_device(batch["image"], batch["mask"], device, channels_last)
@@ -240,11 +242,9 @@ def evaluate(
             scores = logits[i : i + 1, :, :height, :width].float()
             target = masks[i : i + 1, :height, :width]
             matrices["raw"].update(scores.argmax(1), target)
-            if postprocessors:
-                probs = scores.softmax(1)
+            if chain:
                 original = batch["original"][i : i + 1, :, :height, :width].to(device)
-                for name, postprocessor in postprocessors:
-                    probs = postprocessor(probs, original)
+                for name, probs in chain.each(scores.softmax(1), original):
                     matrices[name].update(probs.argmax(1), target)
         if on_batch is not None:
             on_batch(len(batch["size"]))

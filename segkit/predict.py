@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ from segkit.engine import resolve_device
 from segkit.errors import CheckpointError, ConfigError
 from segkit.model import build_model
 from segkit.plugins import get_plugins
+from segkit.postprocess import PostprocessChain
 
 
 class Prediction(NamedTuple):
@@ -54,7 +55,7 @@ class Segmenter:
         class_names: list[str],
         palette: np.ndarray,
         device: torch.device,
-        postprocessors: list[tuple[str, Any]],
+        postprocessors: PostprocessChain,
     ) -> None:
         self.model = model.eval()
         self.config = config
@@ -65,8 +66,6 @@ class Segmenter:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto") -> Segmenter:
-        from segkit.runner import build_postprocessors
-
         state = load_checkpoint(path)
         plugins = get_plugins()
         try:
@@ -88,7 +87,7 @@ class Segmenter:
             list(state["class_names"]),
             np.asarray(state["palette"], dtype=np.uint8),
             torch_device,
-            build_postprocessors(config, plugins),
+            PostprocessChain.from_parts(config.postprocess),
         )
 
     @torch.inference_mode()
@@ -108,8 +107,7 @@ class Segmenter:
         if crf and self.postprocessors:
             original = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
             original = original.to(self.device)
-            for _, postprocessor in self.postprocessors:
-                probs = postprocessor(probs, original)
+            probs = self.postprocessors(probs, original)
             refined = Prediction(
                 probs.argmax(1)[0].cpu().numpy().astype(np.uint8), probs[0].cpu().numpy()
             )

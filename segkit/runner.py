@@ -40,6 +40,7 @@ from segkit.config import Config, dump_toml
 from segkit.errors import CheckpointError, ConfigError, SegkitError
 from segkit.model import SegmentationModel, build_model
 from segkit.plugins import Plugins, get_plugins
+from segkit.postprocess import PostprocessChain
 from segkit.report import metrics_table, write_curves
 
 
@@ -127,14 +128,6 @@ def make_progress(console: Console, enabled: bool) -> Progress:
     )
 
 
-def build_postprocessors(config: Config, plugins: Plugins) -> list[tuple[str, Any]]:
-    chain = []
-    for part in config.postprocess:
-        component = plugins.registry.get("postprocessor", part.name)
-        chain.append((part.name, component.build(params=part.params)))
-    return chain
-
-
 class Runner:
     """Chains the steps of one run; every process runs it, only rank 0 writes."""
 
@@ -193,7 +186,7 @@ class Runner:
             console or Console(),
             self.plugins,
         )
-        self.postprocessors = build_postprocessors(config, self.plugins)
+        self.postprocessors = PostprocessChain.from_parts(config.postprocess)
 
     # -- checkpoints ---------------------------------------------------------------
 
@@ -409,7 +402,7 @@ class Runner:
 
     def confusion_matrices(
         self,
-        postprocessors: list[tuple[str, Any]],
+        postprocessors: PostprocessChain,
         progress: Progress | None = None,
         label: str = "",
     ) -> dict[str, engine.ConfusionMatrix]:
@@ -431,7 +424,7 @@ class Runner:
         return matrices
 
     def _evaluate(
-        self, progress: Progress, postprocessors: list[tuple[str, Any]], label: str
+        self, progress: Progress, postprocessors: PostprocessChain, label: str
     ) -> dict[str, Any]:
         matrices = self.confusion_matrices(postprocessors, progress, label)
         return {name: m.compute(self.run.class_names) for name, m in matrices.items()}
@@ -444,12 +437,12 @@ class Runner:
         best = run.run_dir / "best.pt"
         if best.exists():
             _unwrap(self.model).load_state_dict(load_checkpoint(best)["model"])
-        posts = self.postprocessors if self.config.eval.postprocess else []
+        posts = self.postprocessors if self.config.eval.postprocess else PostprocessChain()
         progress = make_progress(run.console, run.is_main)
         with progress:
             results = self._evaluate(progress, posts, "final evaluation")
         summary = dict(results["raw"])
-        summary["postprocessed"] = {name: results[name] for name, _ in posts}
+        summary["postprocessed"] = {name: results[name] for name in posts.names()}
         if run.is_main:
             (run.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
             run.console.print(metrics_table(summary, run.class_names))
