@@ -9,6 +9,7 @@ The images are pydensecrf's example photographs resized to the benchmark size wh
 of coloured shapes.  The probabilities are smooth random scores passed through a
 softmax, like a network's upsampled output.  ``densecrf`` runs once with one worker
 (pydensecrf as it is) and once with one worker per core (as the plugin runs a batch).
+OpenMP threads wait passively unless OMP_WAIT_POLICY says otherwise (see below).
 Peak memory is measured in a fresh process per case: the high-water resident set size
 above what the inputs already take (CPU), or torch.cuda.max_memory_allocated (CUDA).
 """
@@ -17,11 +18,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+# Spinning OpenMP threads wait for cores that other processes hold; on a shared machine
+# that costs densecrf_torch up to ten times its time.  Set before torch starts OpenMP.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 import torch
@@ -109,9 +115,11 @@ def run_timing(args: argparse.Namespace, console: Console) -> None:
         rows.append(("densecrf_torch", threads, args.device, batch, seconds, out))
     del first_out
 
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     table = Table(
         title=f"dense CRF, {width}×{height}, {args.classes} classes, {args.iterations} iterations, "
-        f"{args.images} images"
+        f"{args.images} images (OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
+        f"load {load:.1f} on {os.cpu_count()} cores)"
     )
     for column in (
         "post-processor",
