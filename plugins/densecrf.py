@@ -389,12 +389,29 @@ class _FilterFunction(torch.autograd.Function):
         return ctx.lattice(grad.contiguous(), transpose=True), None
 
 
-@functools.lru_cache(maxsize=4)
-def _spatial_filter(height: int, width: int, sxy: float, weight: float, device: str):
+def _spatial_filter(
+    height: int, width: int, sxy: float, weight: float, device: str
+) -> LatticeFilter:
+    """The smoothness kernel's filter, which depends on the image size alone: kept for the
+    last few sizes up to 2 megapixels (about 50 bytes a pixel)."""
+    if height * width <= _CACHED_PIXELS:
+        return _cached_spatial_filter(height, width, sxy, weight, device)
+    return _build_spatial_filter(height, width, sxy, weight, device)
+
+
+_CACHED_PIXELS = 2**21
+
+
+def _build_spatial_filter(
+    height: int, width: int, sxy: float, weight: float, device: str
+) -> LatticeFilter:
     with torch.inference_mode(False), torch.no_grad():
         ys, xs = _pixel_grid(height, width, torch.device(device))
         features = torch.stack([xs / np.float32(sxy), ys / np.float32(sxy)], 1)
         return build_lattice_filter(features, weight=weight)
+
+
+_cached_spatial_filter = functools.lru_cache(maxsize=4)(_build_spatial_filter)
 
 
 def _bilateral_filter(

@@ -30,7 +30,14 @@ EXAMPLE_KERNELS = {
     "bilateral_srgb": 13.0,
     "bilateral_compat": 10.0,
 }
-UNKNOWN = (0, 0, 0)
+KERNEL_HELP = {
+    "iterations": "mean-field iterations",
+    "gaussian_sxy": "smoothness kernel width in pixels",
+    "gaussian_compat": "smoothness kernel weight",
+    "bilateral_sxy": "appearance kernel width in pixels",
+    "bilateral_srgb": "appearance kernel colour width",
+    "bilateral_compat": "appearance kernel weight",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,7 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "--" + name.replace("_", "-"),
             type=type(default),
             default=default,
-            help=f"default {default}",
+            metavar=type(default).__name__.upper(),
+            help=f"{KERNEL_HELP[name]} (default {default:g})",
         )
     parser.add_argument(
         "--device",
