@@ -169,6 +169,27 @@ def test_gradient_with_respect_to_the_unaries():
     )
 
 
+def test_many_classes_padded_for_speed_give_the_same_result(monkeypatch):
+    """21 classes run padded to 24 on the CPU; values and gradients must not change."""
+    images, probs, _ = batch([23, 24], height=20, width=24, classes=3)
+    logits = torch.randn(2, 21, 20, 24, generator=torch.Generator().manual_seed(0)) * 2
+    logits[:, :3] += 4 * probs
+    probs = logits.softmax(1)
+    assert densecrf._class_padding(21, torch.device("cpu")) == 3
+    expected = densecrf.PyDenseCRF(workers=1)(probs, images)
+    unary = densecrf.unary_from_probabilities(probs).requires_grad_()
+    padded = densecrf.dense_crf(unary, images)
+    assert torch.allclose(padded, expected, atol=1e-4)
+    weights = torch.rand(padded.shape, generator=torch.Generator().manual_seed(1))
+    (grad_padded,) = torch.autograd.grad((padded * weights).sum(), unary)
+    monkeypatch.setattr(densecrf, "_class_padding", lambda classes, device: 0)
+    plain = densecrf.dense_crf(unary, images)
+    (grad_plain,) = torch.autograd.grad((plain * weights).sum(), unary)
+    assert torch.allclose(padded, plain, atol=1e-6)
+    assert torch.allclose(grad_padded, grad_plain, atol=1e-6)
+    assert torch.isfinite(grad_padded).all()
+
+
 def test_gradient_flows_through_the_post_processor():
     images, probs, truth = batch([13], height=20, width=24)
     logits = probs.log().clone().requires_grad_()
