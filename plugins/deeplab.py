@@ -83,7 +83,7 @@ class DeepLabHead(nn.Module):
             deepest.channels, fc_channels, fc6_kernel, padding=padding, dilation=fc6_dilation
         )
         self.fc7 = nn.Conv2d(fc_channels, fc_channels, 1)
-        self.relu = nn.ReLU()
+        self.relu = nn.ReLU(inplace=True)  # in place, as DeepLab's Caffe relu6 / relu7
         self.dropout = nn.Dropout(dropout)
         self.stride, self.offset = grid_after(self.fc6, deepest.stride, deepest.offset)
 
@@ -139,10 +139,10 @@ def _msc_sources(backbone: BackboneInfo, name: str) -> dict[str, FeatureInfo]:
 def _msc_branch(channels: int, width: int, stride: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(channels, width, 3, stride=stride, padding=1),
-        nn.ReLU(),
+        nn.ReLU(inplace=True),
         nn.Dropout(dropout),
         nn.Conv2d(width, width, 1),
-        nn.ReLU(),
+        nn.ReLU(inplace=True),
         nn.Dropout(dropout),
     )
 

@@ -100,6 +100,8 @@ def crop_or_pad(x: Tensor, top: int, left: int, height: int, width: int) -> Tens
     result is always exactly ``height × width``.
     """
     h, w = x.shape[-2:]
+    if (top, left, height, width) == (0, 0, h, w):
+        return x
     pad_top, pad_left = max(0, -top), max(0, -left)
     pad_bottom, pad_right = max(0, top + height - h), max(0, left + width - w)
     if pad_top or pad_left or pad_bottom or pad_right:
