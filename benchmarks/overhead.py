@@ -7,7 +7,10 @@ the papers' Caffe nets have them (no segkit inside).  segkit's weights are copie
 into the plain nets, their outputs and gradients compared, and then forward +
 backward on one fixed input is timed in interleaved rounds (segkit, plain, segkit,
 plain ...): the ratio segkit / plain of each round's pair, and its median, is what
-the table reports.  The models are in train mode (dropout on) while timed.
+the table reports.  The models are in train mode (dropout on) while timed.  Below
+the table, the ATen operations of one forward + backward of each model (recorded
+with their tensor shapes) are compared: where none differ, segkit costs only the
+Python that wires its parts together.
 
 DeepLab's bilinear upsampling with aligned corners lands exactly on the input for
 sizes ``8k + 1`` (321, 513), where segkit needs no border padding; the DeepLab input
@@ -24,6 +27,7 @@ import argparse
 import statistics
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 
 import torch
@@ -31,6 +35,7 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 from torch import Tensor, nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 OUTPUT_TOLERANCE = 1e-5
 GRADIENT_TOLERANCE = 1e-4  # relative to each parameter's largest gradient
@@ -221,6 +226,36 @@ def _count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+class OpRecorder(TorchDispatchMode):
+    """Counts the ATen operations (with their tensor shapes) that run, backward included."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: Counter[tuple[str, tuple]] = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        shapes = tuple(tuple(a.shape) for a in args if isinstance(a, Tensor))
+        self.ops[(str(func.overloadpacket), shapes)] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def op_difference(
+    segkit: nn.Module, plain: nn.Module, images: Tensor, target: Tensor
+) -> tuple[int, int, str]:
+    """Operations of one forward + backward of each model, and those not common to both."""
+    counts = []
+    for model in (segkit.train(), plain.train()):
+        with OpRecorder() as recorder:
+            step(model, images, target)
+        counts.append(recorder.ops)
+    extra = [
+        f"{sign}{n} {op}{list(shapes)}"
+        for sign, diff in (("segkit +", counts[0] - counts[1]), ("plain +", counts[1] - counts[0]))
+        for (op, shapes), n in sorted(diff.items())
+    ]
+    return sum(counts[0].values()), sum(counts[1].values()), "; ".join(extra) or "none"
+
+
 def timed(run: Callable[[], object], device: torch.device) -> tuple[float, float]:
     """Wall-clock and process CPU seconds of ``run``."""
     if device.type == "cuda":
@@ -296,6 +331,7 @@ def main() -> int:
     ):
         table.add_column(column, justify="left" if column == "model" else "right")
     failed = False
+    notes = []
     for key in args.models:
         title, build, size = builders[key]
         torch.manual_seed(0)
@@ -311,6 +347,11 @@ def main() -> int:
             and check["gradients"] <= GRADIENT_TOLERANCE
         )
         failed |= not ok
+        ops_segkit, ops_plain, ops_differing = op_difference(segkit, plain, images, target)
+        notes.append(
+            f"{title}: {ops_segkit} ATen ops (segkit) vs {ops_plain} (plain) per forward + "
+            f"backward; not in both: {ops_differing}"
+        )
         times = interleaved(segkit, plain, images, target, args.rounds, args.warmup)
         ratios = [s[0] / p[0] for s, p in times]
         cpu_ratios = [s[1] / p[1] for s, p in times]
@@ -329,6 +370,8 @@ def main() -> int:
         )
         del segkit, plain, pairs
     console.print(table)
+    for note in notes:
+        console.print(note, highlight=False, markup=False)
     if failed:
         console.print("[red]outputs or gradients differ beyond tolerance[/]")
         return 1
