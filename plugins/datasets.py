@@ -256,9 +256,9 @@ def _rotated(center: tuple[float, float], corners: list, angle: float) -> list:
     return [(cx + x * cos - y * sin, cy + x * sin + y * cos) for x, y in corners]
 
 
-# Each shape has about the same area (2 r²) so that no class dominates the pixels;
+# Each shape has about the same area (2 to 2.4 r²) so that no class dominates the pixels;
 # EXTENT is how far it reaches from its centre, in units of r.
-EXTENT = {"circle": 0.8, "square": 1.0, "triangle": 1.24, "cross": 1.05, "ring": 0.92, "star": 1.2}
+EXTENT = {"circle": 0.8, "square": 1.0, "triangle": 1.24, "cross": 1.07, "ring": 0.92, "star": 1.2}
 
 
 def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, center: tuple, r: float, angle: float):
@@ -275,7 +275,7 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, center: tuple, r: float, 
     elif shape == "triangle":
         draw.polygon(_polygon(center, EXTENT["triangle"] * r, angle, 3), fill=1)
     elif shape == "cross":
-        arm, half = r, 0.3 * r
+        arm, half = r, 0.36 * r  # arms wide enough to survive a stride-8 head
         corners = [
             (half, -arm), (half, -half), (arm, -half), (arm, half), (half, half), (half, arm),
             (-half, arm), (-half, half), (-arm, half), (-arm, -half), (-half, -half), (-half, -arm),
