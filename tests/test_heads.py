@@ -8,22 +8,6 @@ import torch
 from segkit import BackboneInfo, ConfigError, FeatureInfo, IncompatiblePartsError
 from segkit.config import Part
 from segkit.model import SegmentationModel, build_model_from_parts
-from segkit.plugins import load_plugins
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return load_plugins().registry
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Small tensors: synchronising threads costs more than it saves, far more when other
-    # processes share the cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def backbone_info(name: str, backbone) -> BackboneInfo:

@@ -12,7 +12,6 @@ import torch
 from segkit import BackboneInfo, IncompatiblePartsError
 from segkit.config import Part
 from segkit.model import SegmentationModel, build_model_from_parts, count_parameters
-from segkit.plugins import load_plugins
 
 NUM_CLASSES = 3
 
@@ -60,21 +59,6 @@ def sizes_for(key: str) -> list[tuple[int, int]]:
 
 
 CASES = [(key, size) for key in BACKBONES for size in sizes_for(key)]
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return load_plugins().registry
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Small tensors: synchronising threads costs more than it saves, far more when other
-    # processes share the cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 _BACKBONES: dict[str, torch.nn.Module] = {}

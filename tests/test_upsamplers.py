@@ -6,23 +6,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from segkit.plugins import load_plugins
-
-
-@pytest.fixture(scope="module")
-def registry():
-    return load_plugins().registry
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Small tensors: synchronising threads costs more than it saves, far more when other
-    # processes share the cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def build(registry, name, num_classes, stride, offset, **params):
     return registry.get("upsampler", name).build(num_classes, stride, offset, params=params)
