@@ -24,15 +24,6 @@ PLUGINS = ["densecrf", "densecrf_torch"]
 COLOURS = np.array([(40, 90, 160), (200, 60, 50), (60, 180, 70), (230, 210, 40)])
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These inputs are tiny: threads gain nothing and stall when other tests share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def scene(seed: int, height: int = 60, width: int = 80, classes: int = 3):
     """An image of coloured shapes, its true labels and noisy, blurry probabilities."""
     rng = np.random.default_rng(seed)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from segkit import ConfigError, DataError, PluginError, refine
@@ -23,15 +22,6 @@ EXAMPLES = Path(
 )
 PLUGINS = ["densecrf", "densecrf_torch"]
 RED, GREEN, BLUE = (200, 30, 30), (30, 160, 40), (20, 40, 190)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small images: threads gain nothing and stall when other tests share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def parse(*argv: str | Path) -> argparse.Namespace:
