@@ -181,6 +181,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(exc: SegkitError) -> str:
+    """The message of a segkit error, also when a DataLoader worker process raised it.
+
+    PyTorch re-raises a worker's exception with the worker's whole traceback in the
+    message; the user's one line is its last line, after the exception's name.
+    """
+    message = str(exc).strip()
+    if "DataLoader worker" in message and "Traceback" in message:
+        last = message.splitlines()[-1]
+        message = last.split(": ", 1)[1] if f"{type(exc).__name__}: " in last else last
+    return message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -189,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SegkitError as exc:
         if args.debug:
             raise
-        err_console.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True)
+        err_console.print(Text.assemble(("error: ", "bold red"), one_line(exc)), soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err_console.print("interrupted")

@@ -457,17 +457,17 @@ class Runner:
         )
         out_dir = run.run_dir / "predictions"
         if cfg.predict.images:
-            items = [(Path(p), segdata.read_image(p), None) for p in cfg.predict.images]
+            items = [(Path(p).stem, segdata.read_image(p), None) for p in cfg.predict.images]
         else:
             count = min(cfg.predict.samples, len(self.val_set))
             samples = [self.val_set[i] for i in range(count)]
-            items = [(Path(s.name), s.image, s.mask) for s in samples]
+            items = [(s.name, s.image, s.mask) for s in samples]
         progress = make_progress(run.console, True)
         with progress:
             task = progress.add_task("predicting", total=len(items), info="")
-            for path, image, mask in items:
+            for name, image, mask in items:
                 pair = segmenter.predict_pair(image, crf=cfg.predict.crf)
-                write_prediction(out_dir, path.stem, pair, run.palette, mask)
+                write_prediction(out_dir, name, pair, run.palette, mask)
                 progress.update(task, advance=1)
         run.log(f"predictions written to {out_dir}")
 

@@ -173,3 +173,29 @@ def test_ctrl_c_writes_a_resumable_checkpoint(tmp_path):
     assert "interrupted; a resumable checkpoint is in" in err
     state = load_checkpoint(run_dir / "last.pt")
     assert state["epoch"] * 12 + state["step"] > 0
+
+
+def test_bad_data_in_a_worker_process_is_one_line(tmp_path, capsys):
+    from PIL import Image
+
+    root = tmp_path / "shapes"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for index in range(4):
+        Image.new("RGB", (64, 48), (index * 40, 90, 30)).save(root / "images" / f"im{index}.png")
+        label = 7 if index == 2 else 0  # im2's mask holds label 7, with 2 classes
+        Image.new("L", (64, 48), label).save(root / "masks" / f"im{index}.png")
+    config = write_tiny_config(tmp_path, epochs=1, steps='["train"]')
+    text = config.read_text().replace("workers = 0", "workers = 1")
+    text = text[: text.index("[data.dataset]")] + text[text.index("[train]") :]
+    text += (
+        f'[data.dataset]\nname = "folder"\nroot = "{root}"\nnum_classes = 2\nval_fraction = 0.5\n'
+    )
+    config.write_text(text)
+    code = main(
+        ["run", str(config), "--run-dir", str(tmp_path / "out"), "--set", "data.batch_size=1"]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert len([line for line in err.splitlines() if line.strip()]) == 1, err
+    assert "im2.png" in err and "7" in err and "Traceback" not in err
