@@ -231,6 +231,7 @@ class Runner:
         summary: dict[str, Any] = {}
         if "train" in steps:
             self.train()
+        self.load_trained_weights()
         if "evaluate" in steps:
             summary = self.evaluate_final()
         if "predict" in steps and self.run.is_main:
@@ -432,11 +433,20 @@ class Runner:
     def evaluate_raw(self, progress: Progress) -> dict[str, Any]:
         return self._evaluate(progress, [], "evaluating")["raw"]
 
+    def load_trained_weights(self) -> None:
+        """Evaluate and predict with the best checkpoint of the run (else its last one)."""
+        for name in ("best.pt", "last.pt"):
+            path = self.run.run_dir / name
+            if path.exists():
+                _unwrap(self.model).load_state_dict(load_checkpoint(path)["model"])
+                return
+        raise CheckpointError(
+            f"{self.run.run_dir} holds no best.pt or last.pt to evaluate or predict with; "
+            f"add 'train' to run.steps or give --run-dir of a trained run"
+        )
+
     def evaluate_final(self) -> dict[str, Any]:
         run = self.run
-        best = run.run_dir / "best.pt"
-        if best.exists():
-            _unwrap(self.model).load_state_dict(load_checkpoint(best)["model"])
         posts = self.postprocessors if self.config.eval.postprocess else PostprocessChain()
         progress = make_progress(run.console, run.is_main)
         with progress:
@@ -518,6 +528,10 @@ def run_config(
     """Run a config end to end; returns the final summary (empty without evaluation)."""
     started = time.perf_counter()
     runner = Runner(config, run_dir, console)
-    summary = runner.execute()
+    try:
+        summary = runner.execute()
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
     runner.run.log(f"run finished in {time.perf_counter() - started:.0f} s: {runner.run.run_dir}")
     return summary

@@ -199,3 +199,15 @@ def test_bad_data_in_a_worker_process_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert len([line for line in err.splitlines() if line.strip()]) == 1, err
     assert "im2.png" in err and "7" in err and "Traceback" not in err
+
+
+def test_evaluate_only_uses_the_run_directory_weights(finished_run, tmp_path, capsys):
+    config, run_dir = finished_run
+    summary = json.loads((run_dir / "summary.json").read_text())
+    args = ["run", str(config), "--run-dir", str(run_dir), "--set", 'run.steps=["evaluate"]']
+    assert main(args) == 0
+    again = json.loads((run_dir / "summary.json").read_text())
+    assert again["miou"] == pytest.approx(summary["miou"], abs=1e-9)
+    empty = ["run", str(config), "--run-dir", str(tmp_path / "empty")]
+    assert main([*empty, "--set", 'run.steps=["predict"]']) == 2
+    assert "holds no best.pt or last.pt" in capsys.readouterr().err
