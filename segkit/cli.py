@@ -6,12 +6,17 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from segkit.errors import SegkitError
+
+if TYPE_CHECKING:  # imported lazily at run time: `segkit --help` stays fast
+    from segkit.config import Config
+    from segkit.plugins import Plugins
 
 console = Console()
 err_console = Console(stderr=True)
@@ -29,13 +34,13 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _load(args: argparse.Namespace):
+def _load(args: argparse.Namespace) -> Config:
     from segkit.config import load_config
 
     return load_config(args.config, args.overrides, registry=_plugins(args).registry)
 
 
-def _plugins(args: argparse.Namespace):
+def _plugins(args: argparse.Namespace) -> Plugins:
     from segkit.plugins import get_plugins
 
     plugins = get_plugins(frozenset(args.disable_plugin))
