@@ -69,8 +69,10 @@ def _latest_run_dir(name: str) -> Path:
 def cmd_predict(args: argparse.Namespace) -> int:
     from segkit import data as segdata
     from segkit.predict import Segmenter, write_prediction
+    from segkit.runner import prepare_output_dir
 
     _plugins(args)
+    prepare_output_dir(args.out, "--out")
     segmenter = Segmenter.from_checkpoint(args.checkpoint, device=args.device)
     if args.crf and not segmenter.postprocessors:
         err_console.print("[yellow]note:[/] the checkpoint's config has no post-processors")

@@ -79,7 +79,8 @@ def _shared_run_dir(run_dir: Path | None, config: Config, processes: engine.Proc
     return Path(chosen[0])
 
 
-def _prepare_run_dir(path: Path) -> None:
+def prepare_output_dir(path: Path, option: str = "--run-dir") -> None:
+    """Create ``path`` and make sure it is writable before any work is done."""
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-test"
@@ -87,8 +88,8 @@ def _prepare_run_dir(path: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise SegkitError(
-            f"cannot write to the run directory {path} ({exc.strerror}); "
-            f"choose another with --run-dir"
+            f"cannot write to the output folder {path} ({exc.strerror}); "
+            f"choose another with {option}"
         ) from None
 
 
@@ -150,7 +151,7 @@ class Runner:
         processes = engine.init_processes(device)
         run_dir = _shared_run_dir(run_dir, config, processes)
         if processes.is_main:
-            _prepare_run_dir(run_dir)
+            prepare_output_dir(run_dir)
         seed_everything(train.seed + processes.rank)
 
         registry = self.plugins.registry

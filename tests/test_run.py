@@ -211,3 +211,14 @@ def test_evaluate_only_uses_the_run_directory_weights(finished_run, tmp_path, ca
     empty = ["run", str(config), "--run-dir", str(tmp_path / "empty")]
     assert main([*empty, "--set", 'run.steps=["predict"]']) == 2
     assert "holds no best.pt or last.pt" in capsys.readouterr().err
+
+
+def test_unwritable_output_folder_is_one_line(finished_run, tmp_path, capsys):
+    config, run_dir = finished_run
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should go")
+    image = next((run_dir / "predictions").glob("*_overlay.png"))
+    assert main(["predict", str(run_dir / "last.pt"), str(image), "--out", str(blocker / "x")]) == 2
+    assert "cannot write to the output folder" in capsys.readouterr().err
+    assert main(["run", str(config), "--run-dir", str(blocker / "run")]) == 2
+    assert "choose another with --run-dir" in capsys.readouterr().err
