@@ -30,6 +30,8 @@ RANK_SCRIPT = textwrap.dedent(
     rank = int(os.environ["RANK"])
     matrix = runner.confusion_matrices([])["raw"].matrix
     torch.save({"model": runner.model.state_dict(), "matrix": matrix}, out / f"rank{rank}.pt")
+    # As `segkit run` does: gloo's threads must stop before the interpreter exits.
+    torch.distributed.destroy_process_group()
     """
 )
 
