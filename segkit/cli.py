@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from segkit.config import Config, load_config
 from segkit.errors import SegkitError
-
-if TYPE_CHECKING:  # imported lazily at run time: `segkit --help` stays fast
-    from segkit.config import Config
-    from segkit.plugins import Plugins
+from segkit.plugins import DISABLE_ENV, Plugins
 
 console = Console()
 err_console = Console(stderr=True)
@@ -35,15 +33,13 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace) -> Config:
-    from segkit.config import load_config
-
     return load_config(args.config, args.overrides, registry=_plugins(args).registry)
 
 
 def _plugins(args: argparse.Namespace) -> Plugins:
     from segkit.plugins import get_plugins
 
-    plugins = get_plugins(frozenset(args.disable_plugin))
+    plugins = get_plugins()
     for failure in plugins.failures():
         err_console.print(Text(f"warning: plugin '{failure.name}' {failure.status}", "yellow"))
     return plugins
@@ -120,8 +116,9 @@ def cmd_config(args: argparse.Namespace) -> int:
 def cmd_summary(args: argparse.Namespace) -> int:
     from segkit.summary import print_summary
 
-    config = _load(args)
-    print_summary(config, args.input, console, registry=_plugins(args).registry)
+    plugins = _plugins(args)
+    config = load_config(args.config, args.overrides, registry=plugins.registry)
+    print_summary(config, args.input, console, registry=plugins.registry)
     return 0
 
 
@@ -204,6 +201,11 @@ def one_line(exc: SegkitError) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # --disable-plugin joins $SEGKIT_DISABLE_PLUGINS for this call, so that every part of
+    # segkit loading plugins (config checks, runs, predictions, worker processes) skips them.
+    previous = os.environ.get(DISABLE_ENV)
+    if args.disable_plugin:
+        os.environ[DISABLE_ENV] = ",".join(filter(None, [previous, *args.disable_plugin]))
     try:
         return args.func(args)
     except SegkitError as exc:
@@ -226,6 +228,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             soft_wrap=True,
         )
         return 1
+    finally:
+        if previous is None:
+            os.environ.pop(DISABLE_ENV, None)
+        else:
+            os.environ[DISABLE_ENV] = previous
 
 
 if __name__ == "__main__":

@@ -222,3 +222,13 @@ def test_unwritable_output_folder_is_one_line(finished_run, tmp_path, capsys):
     assert "cannot write to the output folder" in capsys.readouterr().err
     assert main(["run", str(config), "--run-dir", str(blocker / "run")]) == 2
     assert "choose another with --run-dir" in capsys.readouterr().err
+
+
+def test_disabled_plugin_is_skipped_by_prediction_too(finished_run, tmp_path, capsys):
+    _, run_dir = finished_run
+    image = next((run_dir / "predictions").glob("*_overlay.png"))
+    args = ["predict", str(run_dir / "last.pt"), str(image), "--out", str(tmp_path)]
+    assert main(["--disable-plugin", "densecrf", *args]) == 2
+    assert "unknown postprocessor 'densecrf'" in capsys.readouterr().err
+    assert "SEGKIT_DISABLE_PLUGINS" not in os.environ  # the flag lasts one call
+    assert main(args) == 0
