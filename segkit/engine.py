@@ -254,7 +254,7 @@ def evaluate(
 
 
 class Throughput:
-    """Images per second over a sliding window, for the progress bar."""
+    """Images per second since the epoch began, for the progress bar and the metrics."""
 
     def __init__(self) -> None:
         self.start = time.perf_counter()

@@ -12,7 +12,7 @@ from torch import nn
 
 from segkit.config import Config
 from segkit.errors import ConfigError
-from segkit.model import build_model
+from segkit.model import build_model, count_parameters
 
 
 def parse_input_size(text: str) -> tuple[int, int, int]:
@@ -82,7 +82,7 @@ def print_summary(config: Config, input_size: str, console: Console, registry: A
     for name, kind, shape, own in layer_summary(model, images):
         table.add_row(name, kind, shape, f"{own:,}")
     console.print(table)
-    total = sum(p.numel() for p in model.parameters())
+    total = count_parameters(model)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     console.print(f"Trainable params: {trainable:,}")
     console.print(f"Total params: {total:,}")
