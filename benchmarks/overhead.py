@@ -126,7 +126,7 @@ class PlainDeepLabLargeFOV(nn.Module):
 
 def segkit_model(backbone: str, head: str, upsampler: dict) -> nn.Module:
     from segkit import build_model
-    from segkit.config import config_from_dict
+    from segkit.core.config import config_from_dict
 
     model = {"backbone": backbone, "head": head, "upsampler": upsampler}
     return build_model(config_from_dict({"model": {**model, "num_classes": NUM_CLASSES}}))

@@ -25,9 +25,8 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
-from segkit.config import load_config
-from segkit.engine import poly_lambda
-from segkit.runner import Runner
+from segkit.core import get_plugins, load_config
+from segkit.train import Runner, poly_lambda
 
 
 def bare_epoch(runner: Runner, loader: torch.utils.data.DataLoader, steps: int) -> float:
@@ -75,23 +74,24 @@ def main() -> None:
         f'train.device="{args.device}"',
         "train.resume=false",
     ]
-    config = load_config(args.config, overrides)
+    plugins = get_plugins()
+    config = load_config(args.config, overrides, plugins.registry)
     quiet = Console(quiet=True)
     segkit_rates, epoch_rates, bare_rates, loader_rates = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for round_index in range(args.rounds):
-            runner = Runner(config, Path(tmp) / f"run{round_index}", console=quiet)
+            runner = Runner(config, Path(tmp) / f"run{round_index}", plugins, quiet)
             batch = config.data.batch_size
-            steps = len(runner.train_set) // batch
+            steps = len(runner.splits.train) // batch
             start = time.perf_counter()
-            runner.train()
+            runner.trainer().fit()
             epoch_rates.append(steps * batch / (time.perf_counter() - start))
             # The loop's own rate, measured like the bare loop's: first batch request to last step.
             segkit_rates.append(runner.run.history[-1]["images_per_s"])
 
             # The bare loop gets a freshly built model with the same seed and the same data.
-            runner = Runner(config, Path(tmp) / f"bare{round_index}", console=quiet)
-            _, _, loader = runner.training_loader()
+            runner = Runner(config, Path(tmp) / f"bare{round_index}", plugins, quiet)
+            _, _, loader = runner.training_data()
             bare_rates.append(bare_epoch(runner, loader, steps))
             loader_rates.append(loader_only(loader))
 

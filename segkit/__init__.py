@@ -1,40 +1,44 @@
-"""segkit: semantic segmentation in which every model part is a plugin."""
+"""segkit: semantic segmentation in which every model part is a plugin.
+
+The public API is this package and its rooms' ``__init__`` modules: ``segkit.core``
+(plugins, registry, config, errors), ``segkit.model``, ``segkit.data``,
+``segkit.infer`` and ``segkit.train``.  Plugins import from these only.
+"""
 
 from __future__ import annotations
 
-from segkit.config import Config, load_config
-from segkit.data import Sample, SegmentationDataset
-from segkit.errors import (
+from segkit.api import build_dataset, build_model, build_postprocessor, load_config
+from segkit.core import (
     CheckpointError,
+    Config,
     ConfigError,
     DataError,
     IncompatiblePartsError,
+    Param,
     PluginError,
     SegkitError,
+    hookimpl,
 )
-from segkit.geometry import (
-    BackboneInfo,
-    FeatureInfo,
-    bilinear_kernel,
-    crop_or_pad,
-    crop_start,
-    grid_after,
-    kernel_center,
-)
-from segkit.hookspecs import hookimpl
-from segkit.model import SegmentationModel, build_model
-from segkit.postprocess import (
+from segkit.data import Sample, SegmentationDataset
+from segkit.infer import (
     PostprocessChain,
-    build_postprocessor,
+    Segmenter,
     check_postprocess_inputs,
     ensure_memory,
 )
-from segkit.registry import Param
-from segkit.weights import (
+from segkit.model import (
     WEIGHTS_PARAM,
+    BackboneInfo,
+    FeatureInfo,
+    SegmentationModel,
+    bilinear_kernel,
     check_torchvision_keys,
     copy_decimated,
+    crop_or_pad,
+    crop_start,
     decimate,
+    grid_after,
+    kernel_center,
     read_torchvision_weights,
 )
 
@@ -56,7 +60,9 @@ __all__ = [
     "SegkitError",
     "SegmentationDataset",
     "SegmentationModel",
+    "Segmenter",
     "bilinear_kernel",
+    "build_dataset",
     "build_model",
     "build_postprocessor",
     "check_postprocess_inputs",

@@ -12,9 +12,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from segkit.config import Config, load_config
-from segkit.errors import SegkitError
-from segkit.plugins import DISABLE_ENV, Plugins
+from segkit.core.config import Config, load_config
+from segkit.core.errors import SegkitError
+from segkit.core.manager import DISABLE_ENV, Plugins, get_plugins
 
 console = Console()
 err_console = Console(stderr=True)
@@ -37,8 +37,7 @@ def _load(args: argparse.Namespace) -> Config:
 
 
 def _plugins(args: argparse.Namespace) -> Plugins:
-    from segkit.plugins import get_plugins
-
+    """The installed plugins (less the disabled ones); failures are one warning line each."""
     plugins = get_plugins()
     for failure in plugins.failures():
         err_console.print(Text(f"warning: plugin '{failure.name}' {failure.status}", "yellow"))
@@ -46,12 +45,13 @@ def _plugins(args: argparse.Namespace) -> Plugins:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from segkit.runner import run_config
+    from segkit.train import run_config
 
-    config = _load(args)
+    plugins = _plugins(args)
+    config = load_config(args.config, args.overrides, registry=plugins.registry)
     if args.resume and args.run_dir is None:
         args.run_dir = _latest_run_dir(config.name)
-    run_config(config, args.run_dir, console)
+    run_config(config, args.run_dir, plugins, console)
     return 0
 
 
@@ -63,25 +63,25 @@ def _latest_run_dir(name: str) -> Path:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from segkit import data as segdata
-    from segkit.predict import Segmenter, write_prediction
-    from segkit.runner import prepare_output_dir
+    from segkit.data import read_image
+    from segkit.infer import Segmenter
+    from segkit.report import write_prediction
+    from segkit.train import prepare_output_dir
 
-    _plugins(args)
+    plugins = _plugins(args)
     prepare_output_dir(args.out, "--out")
-    segmenter = Segmenter.from_checkpoint(args.checkpoint, device=args.device)
-    if args.crf and not segmenter.postprocessors:
+    segmenter = Segmenter.from_checkpoint(args.checkpoint, args.device, plugins.registry)
+    if args.postprocess and not segmenter.postprocessors:
         err_console.print("[yellow]note:[/] the checkpoint's config has no post-processors")
     for path in args.images:
-        image = segdata.read_image(path)
-        pair = segmenter.predict_pair(image, crf=args.crf)
+        pair = segmenter.predict_pair(read_image(path), postprocess=args.postprocess)
         written = write_prediction(args.out, Path(path).stem, pair, segmenter.palette)
         console.print(f"{path} -> {', '.join(str(p) for p in written)}")
     return 0
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    from segkit.registry import KINDS
+    from segkit.core.registry import KINDS
 
     plugins = _plugins(args)
     table = Table(title="installed plugins")
@@ -107,26 +107,25 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from segkit.config import dump_toml
+    from segkit.core.config import dump_toml
 
     console.print(dump_toml(_load(args).to_dict()), markup=False, highlight=False)
     return 0
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from segkit.summary import print_summary
+    from segkit.model.summary import print_summary
 
-    plugins = _plugins(args)
-    config = load_config(args.config, args.overrides, registry=plugins.registry)
-    print_summary(config, args.input, console, registry=plugins.registry)
+    registry = _plugins(args).registry
+    config = load_config(args.config, args.overrides, registry=registry)
+    print_summary(config, args.input, console, registry, args.num_classes)
     return 0
 
 
 def cmd_refine(args: argparse.Namespace) -> int:
-    from segkit import refine
+    from segkit.infer import refine
 
-    _plugins(args)
-    return refine.run(args)
+    return refine.run(args, _plugins(args).registry)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,10 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", type=Path)
     p.add_argument("--out", type=Path, default=Path("predictions"))
     p.add_argument(
+        "--postprocess",
         "--crf",
+        dest="postprocess",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="apply the checkpoint's post-processors (default: yes)",
+        help="apply the checkpoint's post-processors, e.g. the dense CRF (default: yes); "
+        "--crf/--no-crf is the same switch",
     )
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_predict)
@@ -172,16 +174,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("summary", help="per-module output shapes and parameter counts")
     _add_config_args(p)
     p.add_argument("--input", default="3x375x500", help="input size CxHxW (default 3x375x500)")
+    p.add_argument(
+        "--num-classes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="classes to describe (default: the config's model.num_classes, else 21)",
+    )
     p.set_defaults(func=cmd_summary)
 
-    try:
-        from segkit import refine
-    except ImportError:  # the refine command needs its module; the rest works without it
-        refine = None
-    if refine is not None:
-        p = sub.add_parser("refine", help="refine a rough label image with a dense CRF")
-        refine.add_arguments(p)
-        p.set_defaults(func=cmd_refine)
+    from segkit.infer import refine
+
+    p = sub.add_parser("refine", help="refine a rough label image with a dense CRF")
+    refine.add_arguments(p)
+    p.set_defaults(func=cmd_refine)
     return parser
 
 
@@ -200,7 +206,10 @@ def one_line(exc: SegkitError) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "refine":  # only refine takes its post-processor's options
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.options = extra
     # --disable-plugin joins $SEGKIT_DISABLE_PLUGINS for this call, so that every part of
     # segkit loading plugins (config checks, runs, predictions, worker processes) skips them.
     previous = os.environ.get(DISABLE_ENV)

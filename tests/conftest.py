@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from segkit.plugins import load_plugins
+from segkit.core import load_plugins
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from segkit.checkpoint import load_checkpoint, save_checkpoint
-from segkit.errors import CheckpointError
+from segkit.core import CheckpointError
+from segkit.model import load_checkpoint, save_checkpoint
 
 
 def test_roundtrip_and_marker(tmp_path):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from segkit.config import apply_overrides, config_from_dict, dump_toml, load_config
-from segkit.errors import ConfigError
+from segkit.core import ConfigError
+from segkit.core.config import apply_overrides, config_from_dict, dump_toml, load_config
 
 MINIMAL = {"model": {"backbone": {"name": "b"}, "head": "h", "num_classes": 3}}
 
@@ -49,16 +49,16 @@ def test_overrides_are_toml_values():
 
 def test_load_errors_are_one_line(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
-        load_config(tmp_path / "missing.toml", check=False)
+        load_config(tmp_path / "missing.toml")
     bad = tmp_path / "bad.toml"
     bad.write_text("[model\nbackbone = 1\n")
     with pytest.raises(ConfigError, match=r"bad.toml is not valid TOML: .*fix the syntax"):
-        load_config(bad, check=False)
+        load_config(bad)
 
 
 def test_resolved_config_roundtrips_through_toml(tmp_path):
     config = config_from_dict({**MINIMAL, "postprocess": [{"name": "p", "iterations": 3}]})
     path = tmp_path / "resolved.toml"
     path.write_text(dump_toml(config.to_dict()))
-    again = load_config(path, check=False)
+    again = load_config(path)
     assert again.to_dict() == {**config.to_dict(), "name": "config"}

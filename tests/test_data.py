@@ -18,16 +18,14 @@ from segkit.data import (
     TrainTransform,
     check_sample,
     collate_eval,
-    colorize,
     denormalize,
     normalize,
-    overlay,
     read_image,
     read_mask,
-    save_mask_png,
     select_split,
     voc_palette,
 )
+from segkit.report import colorize, overlay, save_mask_png
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

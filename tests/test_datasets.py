@@ -13,15 +13,15 @@ from segkit_plugins import datasets
 from segkit_plugins.datasets import SHAPES, build_folder, build_synthetic, build_voc
 
 from segkit import DataError
+from segkit.core import load_plugins
 from segkit.data import (
     SegmentationDataset,
     TrainingSet,
     TrainTransform,
     build_dataset,
-    save_mask_png,
     voc_palette,
 )
-from segkit.plugins import load_plugins
+from segkit.report import save_mask_png
 
 TRAIN_IDS = ["2007_000032", "2007_000039", "2007_000063"]
 VAL_IDS = ["2007_000033", "2007_000042"]

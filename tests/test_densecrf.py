@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from segkit_plugins import densecrf
+from segkit_plugins import crf as densecrf
+from segkit_plugins.crf import lattice as lattices
+from segkit_plugins.crf import meanfield
 
 import segkit
 from segkit import ConfigError, DataError, PostprocessChain, check_postprocess_inputs
-from segkit import postprocess as postprocess_module
+from segkit.infer import device as device_module
 
 EXAMPLES = Path(
     os.environ.get(
@@ -166,14 +168,14 @@ def test_many_classes_padded_for_speed_give_the_same_result(monkeypatch):
     logits = torch.randn(2, 21, 20, 24, generator=torch.Generator().manual_seed(0)) * 2
     logits[:, :3] += 4 * probs
     probs = logits.softmax(1)
-    assert densecrf._class_padding(21, torch.device("cpu")) == 3
+    assert meanfield._class_padding(21, torch.device("cpu")) == 3
     expected = densecrf.PyDenseCRF(workers=1)(probs, images)
     unary = densecrf.unary_from_probabilities(probs).requires_grad_()
     padded = densecrf.dense_crf(unary, images)
     assert torch.allclose(padded, expected, atol=1e-4)
     weights = torch.rand(padded.shape, generator=torch.Generator().manual_seed(1))
     (grad_padded,) = torch.autograd.grad((padded * weights).sum(), unary)
-    monkeypatch.setattr(densecrf, "_class_padding", lambda classes, device: 0)
+    monkeypatch.setattr(meanfield, "_class_padding", lambda classes, device: 0)
     plain = densecrf.dense_crf(unary, images)
     (grad_plain,) = torch.autograd.grad((plain * weights).sum(), unary)
     assert torch.allclose(padded, plain, atol=1e-6)
@@ -204,7 +206,7 @@ def test_lattice_transpose_and_wide_coordinate_path():
     torch.manual_seed(0)
     features = torch.rand(400, 5) * torch.tensor([3.0, 3.0, 6.0, 6.0, 6.0])
     group = torch.randint(0, 2, (400,))
-    lattice = densecrf.build_lattice_filter(features, group=group, groups=2)
+    lattice = lattices.build_lattice_filter(features, group=group, groups=2)
     dense = lattice(torch.eye(400))
     assert torch.allclose(lattice(torch.eye(400), transpose=True), dense.T, atol=1e-6)
     # points of different groups (images of a batch) never interact
@@ -214,12 +216,12 @@ def test_lattice_transpose_and_wide_coordinate_path():
     same = group[:, None] == group[None, :]
     near, far = dense[same & (distance < 0.5)].mean(), dense[same & (distance > 3)].mean()
     assert near > 10 * far
-    old = densecrf._LARGEST_CODE
+    old = lattices._LARGEST_CODE
     try:
-        densecrf._LARGEST_CODE = 1  # forces naming lattice points by rows
-        wide = densecrf.build_lattice_filter(features, group=group, groups=2)
+        lattices._LARGEST_CODE = 1  # forces naming lattice points by rows
+        wide = lattices.build_lattice_filter(features, group=group, groups=2)
     finally:
-        densecrf._LARGEST_CODE = old
+        lattices._LARGEST_CODE = old
     assert wide.lattice_points == lattice.lattice_points
     assert torch.allclose(wide(torch.eye(400)), dense, atol=1e-6)
 
@@ -256,7 +258,7 @@ def test_bad_inputs_fail_with_one_line(name, case):
 @pytest.mark.parametrize("name", PLUGINS)
 def test_image_too_large_for_memory(name, monkeypatch):
     images, probs, _ = batch([17], height=12, width=10)
-    monkeypatch.setattr(postprocess_module, "available_memory", lambda device: 2**10)
+    monkeypatch.setattr(device_module, "available_memory", lambda device: 2**10)
     with pytest.raises(DataError, match="memory but only"):
         segkit.build_postprocessor(name)(probs, images)
 
@@ -265,7 +267,7 @@ def test_lattice_too_large_for_memory(monkeypatch):
     """The second check, once the lattice size is known, before the blurs are built."""
     images, probs, _ = batch([17], height=12, width=10)
     answers = iter([2**40, 2**10])  # plenty for the first check, not for the lattice
-    monkeypatch.setattr(postprocess_module, "available_memory", lambda device: next(answers))
+    monkeypatch.setattr(device_module, "available_memory", lambda device: next(answers))
     with pytest.raises(DataError, match=r"lattice .* points.* memory but only"):
         densecrf.TorchDenseCRF(device="cpu")(probs, images)
 
@@ -273,18 +275,18 @@ def test_lattice_too_large_for_memory(monkeypatch):
 def test_memory_check_reads_meminfo(tmp_path):
     meminfo = tmp_path / "meminfo"
     meminfo.write_text("MemTotal: 1000 kB\nMemAvailable:     2048 kB\n")
-    assert postprocess_module._mem_available(meminfo) == 2048 * 1024
-    assert postprocess_module._mem_available(tmp_path / "missing") is None
+    assert device_module._mem_available(meminfo) == 2048 * 1024
+    assert device_module._mem_available(tmp_path / "missing") is None
     check_postprocess_inputs(
         torch.full((1, 2, 4, 4), 0.5), torch.zeros(1, 3, 4, 4, dtype=torch.uint8)
     )
 
 
 def test_torch_memory_estimate_grows_linearly():
-    small = densecrf.estimate_torch_memory(1, 21, 500, 500)
-    assert densecrf.estimate_torch_memory(1, 21, 1000, 1000) == 4 * small
-    assert densecrf.estimate_torch_memory(4, 21, 500, 500) == 4 * small
-    with_grad = densecrf.estimate_torch_memory(1, 21, 500, 500, iterations=10)
+    small = meanfield.estimate_torch_memory(1, 21, 500, 500)
+    assert meanfield.estimate_torch_memory(1, 21, 1000, 1000) == 4 * small
+    assert meanfield.estimate_torch_memory(4, 21, 500, 500) == 4 * small
+    with_grad = meanfield.estimate_torch_memory(1, 21, 500, 500, iterations=10)
     assert with_grad - small == 500 * 500 * 21 * 4 * 10  # one Q per iteration kept
 
 
@@ -337,9 +339,11 @@ def test_chain_applies_post_processors_in_order():
 
 
 def test_chain_from_config_parts():
-    from segkit.config import Part
+    from segkit.core import Part, load_plugins
 
-    chain = PostprocessChain.from_parts([Part("densecrf_torch", {"iterations": 1})])
+    chain = PostprocessChain.from_parts(
+        [Part("densecrf_torch", {"iterations": 1})], load_plugins().registry
+    )
     assert chain.names() == ["densecrf_torch"]
     assert chain.steps[0][1].params.iterations == 1
 
@@ -357,7 +361,7 @@ def test_cuda_matches_cpu():
 @pytest.mark.parametrize("index", [1, 2, 3])
 def test_photographs_torch_agrees_with_pydensecrf(index):
     """DeepLab's VOC parameters on the example photographs, unaries from the rough labels."""
-    from segkit.refine import probabilities_from_labels, read_rgb, split_colors
+    from segkit.infer.refine import probabilities_from_labels, read_rgb, split_colors
 
     image = read_rgb(EXAMPLES / f"im{index}.png", "image")
     colors, labels, unknown = split_colors(read_rgb(EXAMPLES / f"anno{index}.png", "labels"))

@@ -9,8 +9,8 @@ import textwrap
 
 import torch
 
-from segkit.config import load_config
-from segkit.runner import Runner
+from segkit.core import get_plugins, load_config
+from segkit.train import Runner
 
 from .tiny import write_tiny_config
 
@@ -21,14 +21,15 @@ RANK_SCRIPT = textwrap.dedent(
 
     import torch
 
-    from segkit.config import load_config
-    from segkit.runner import Runner
+    from segkit.core import get_plugins, load_config
+    from segkit.train import Runner
 
-    config, out = load_config(sys.argv[1]), Path(sys.argv[2])
-    runner = Runner(config, out / "run")
-    runner.train()
+    plugins = get_plugins()
+    config, out = load_config(sys.argv[1], registry=plugins.registry), Path(sys.argv[2])
+    runner = Runner(config, out / "run", plugins)
+    runner.trainer().fit()
     rank = int(os.environ["RANK"])
-    matrix = runner.confusion_matrices([])["raw"].matrix
+    matrix = runner.evaluator.confusion_matrices()["raw"].matrix
     torch.save({"model": runner.model.state_dict(), "matrix": matrix}, out / f"rank{rank}.pt")
     # As `segkit run` does: gloo's threads must stop before the interpreter exits.
     torch.distributed.destroy_process_group()
@@ -63,8 +64,10 @@ def test_two_processes_end_identical_and_agree_with_one(tmp_path):
     assert torch.equal(rank0["matrix"], rank1["matrix"])
     assert (tmp_path / "run" / "last.pt").exists()  # only rank 0 writes, once
 
-    single = Runner(load_config(config_path), tmp_path / "single")
+    plugins = get_plugins()
+    config = load_config(config_path, registry=plugins.registry)
+    single = Runner(config, tmp_path / "single", plugins)
     single.model.load_state_dict(rank0["model"])
-    matrix = single.confusion_matrices([])["raw"].matrix
+    matrix = single.evaluator.confusion_matrices()["raw"].matrix
     assert torch.equal(matrix, rank0["matrix"])
     assert (matrix.sum(0) > 0).sum() > 1  # several classes predicted: a real comparison

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from segkit import BackboneInfo, ConfigError, FeatureInfo, IncompatiblePartsError
-from segkit.config import Part
+from segkit.core.config import Part
 from segkit.model import SegmentationModel, build_model_from_parts
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from segkit.metrics import ConfusionMatrix
+from segkit.infer import ConfusionMatrix
 
 
 def reference_metrics(pred: np.ndarray, target: np.ndarray, num_classes: int) -> dict:

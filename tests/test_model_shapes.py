@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from segkit import BackboneInfo, IncompatiblePartsError
-from segkit.config import Part
+from segkit.core.config import Part
 from segkit.model import SegmentationModel, build_model_from_parts, count_parameters
 
 NUM_CLASSES = 3

@@ -8,9 +8,8 @@ from typing import Literal
 
 import pytest
 
-from segkit.errors import ConfigError, PluginError
-from segkit.plugins import load_plugins
-from segkit.registry import Component, Param, Registry
+from segkit.core import ConfigError, PluginError, load_plugins
+from segkit.core.registry import Component, Param, Registry
 
 
 def install_fake_distribution(

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segkit import ConfigError, DataError, PluginError, refine
+from segkit import ConfigError, DataError, PluginError
+from segkit.core import get_plugins
+from segkit.infer import refine
 
 EXAMPLES = Path(
     os.environ.get(
@@ -25,9 +27,15 @@ RED, GREEN, BLUE = (200, 30, 30), (30, 160, 40), (20, 40, 190)
 
 
 def parse(*argv: str | Path) -> argparse.Namespace:
+    """The arguments as `segkit refine` reads them: its own, then the post-processor's."""
     parser = argparse.ArgumentParser()
     refine.add_arguments(parser)
-    return parser.parse_args([str(a) for a in argv])
+    args, args.options = parser.parse_known_args([str(a) for a in argv])
+    return args
+
+
+def run_refine(args: argparse.Namespace) -> int:
+    return refine.run(args, get_plugins().registry)
 
 
 def two_halves(tmp_path: Path, height: int = 40, width: int = 64):
@@ -58,7 +66,7 @@ def test_reproduces_pydensecrf_example_outputs(tmp_path, index, postprocessor, c
         "--postprocessor",
         postprocessor,
     )
-    assert refine.run(args) == 0
+    assert run_refine(args) == 0
     assert str(out) in capsys.readouterr().out
     expected = np.asarray(Image.open(EXAMPLES / f"out{index}.png").convert("RGB"))
     result = np.asarray(Image.open(out).convert("RGB"))
@@ -70,7 +78,7 @@ def test_reproduces_pydensecrf_example_outputs(tmp_path, index, postprocessor, c
 def test_unknown_band_snaps_to_the_colour_edge(tmp_path, postprocessor):
     photo, rough, annotation = two_halves(tmp_path)
     out = tmp_path / "refined.png"
-    refine.run(parse(photo, rough, "--out", out, "--postprocessor", postprocessor))
+    run_refine(parse(photo, rough, "--out", out, "--postprocessor", postprocessor))
     result = np.asarray(Image.open(out))
     colours = {tuple(c) for c in result.reshape(-1, 3)}
     assert colours == {RED, GREEN}  # the annotation's colours, nothing else
@@ -85,7 +93,7 @@ def test_both_post_processors_write_the_same_labels(tmp_path):
     outputs = []
     for postprocessor in PLUGINS:
         out = tmp_path / f"{postprocessor}.png"
-        refine.run(parse(photo, rough, "--out", out, "--postprocessor", postprocessor))
+        run_refine(parse(photo, rough, "--out", out, "--postprocessor", postprocessor))
         outputs.append(np.asarray(Image.open(out)))
     assert (outputs[0] == outputs[1]).all(2).mean() >= 0.99
 
@@ -93,14 +101,14 @@ def test_both_post_processors_write_the_same_labels(tmp_path):
 def test_kernel_options_are_passed_on(tmp_path):
     photo, rough, annotation = two_halves(tmp_path)
     out = tmp_path / "none.png"
-    refine.run(parse(photo, rough, "--out", out, "--iterations", "0"))
+    run_refine(parse(photo, rough, "--out", out, "--iterations", "0"))
     result = np.asarray(Image.open(out))
     labelled = annotation.any(2)
     # without iterations each labelled pixel keeps its label; unknown ones tie, the first wins
     assert (result == annotation).all(2)[labelled].all()
     assert (result[~labelled] == GREEN).all()  # green sorts before red as 0xRRGGBB
     strong = tmp_path / "strong.png"
-    refine.run(
+    run_refine(
         parse(photo, rough, "--out", strong, "--bilateral-compat", "0", "--gaussian-sxy", "1")
     )
     assert not np.array_equal(np.asarray(Image.open(strong)), np.asarray(Image.open(out)))
@@ -111,7 +119,7 @@ def test_palette_annotation_and_nested_output_folder(tmp_path):
     palette = Image.open(rough).convert("P", palette=Image.Palette.ADAPTIVE, colors=3)
     palette.save(tmp_path / "palette.png")
     out = tmp_path / "deep" / "er" / "refined.png"
-    refine.run(parse(photo, tmp_path / "palette.png", "--out", out, "--postprocessor", "densecrf"))
+    run_refine(parse(photo, tmp_path / "palette.png", "--out", out, "--postprocessor", "densecrf"))
     assert {tuple(c) for c in np.asarray(Image.open(out)).reshape(-1, 3)} <= {RED, GREEN}
 
 
@@ -136,26 +144,26 @@ def test_bad_inputs(tmp_path):
     out = tmp_path / "x.png"
     Image.fromarray(annotation[:, :-1]).save(tmp_path / "narrow.png")
     with pytest.raises(DataError, match="must have the photograph's size"):
-        refine.run(parse(photo, tmp_path / "narrow.png", "--out", out))
+        run_refine(parse(photo, tmp_path / "narrow.png", "--out", out))
     single = annotation.copy()
     single[:, 50:] = 0
     Image.fromarray(single).save(tmp_path / "single.png")
     with pytest.raises(DataError, match="single label colour"):
-        refine.run(parse(photo, tmp_path / "single.png", "--out", out))
+        run_refine(parse(photo, tmp_path / "single.png", "--out", out))
     Image.fromarray(np.zeros_like(annotation)).save(tmp_path / "black.png")
     with pytest.raises(DataError, match="no labelled pixels"):
-        refine.run(parse(photo, tmp_path / "black.png", "--out", out))
+        run_refine(parse(photo, tmp_path / "black.png", "--out", out))
     with pytest.raises(DataError, match="not found"):
-        refine.run(parse(tmp_path / "missing.png", rough, "--out", out))
+        run_refine(parse(tmp_path / "missing.png", rough, "--out", out))
     (tmp_path / "text.png").write_text("not an image")
     with pytest.raises(DataError, match="cannot read"):
-        refine.run(parse(photo, tmp_path / "text.png", "--out", out))
+        run_refine(parse(photo, tmp_path / "text.png", "--out", out))
     with pytest.raises(ConfigError, match="--gt-prob"):
-        refine.run(parse(photo, rough, "--out", out, "--gt-prob", "1"))
+        run_refine(parse(photo, rough, "--out", out, "--gt-prob", "1"))
     with pytest.raises(ConfigError, match="bilateral_sxy"):
-        refine.run(parse(photo, rough, "--out", out, "--bilateral-sxy", "0"))
+        run_refine(parse(photo, rough, "--out", out, "--bilateral-sxy", "0"))
     with pytest.raises(PluginError, match="densecrf"):
-        refine.run(parse(photo, rough, "--out", out, "--postprocessor", "densecfr"))
+        run_refine(parse(photo, rough, "--out", out, "--postprocessor", "densecfr"))
     assert not out.exists()
 
 

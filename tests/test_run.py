@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from segkit.checkpoint import load_checkpoint
 from segkit.cli import main
-from segkit.predict import Segmenter
+from segkit.infer import Segmenter
+from segkit.model import load_checkpoint
 
 from .tiny import write_tiny_config
 
-CRF = '\n[[postprocess]]\nname = "densecrf"\niterations = 3\nbilateral_sxy = 20\n'
+CRF = '\n[[postprocessors]]\nname = "densecrf"\niterations = 3\nbilateral_sxy = 20\n'
 ALL_STEPS = '["train", "evaluate", "predict"]'
 
 
@@ -51,10 +51,10 @@ def test_checkpoint_predicts_alone(finished_run, tmp_path):
     _, run_dir = finished_run
     segmenter = Segmenter.from_checkpoint(run_dir / "best.pt", device="cpu")
     image = np.random.default_rng(0).integers(0, 256, (53, 71, 3), dtype=np.uint8)
-    labels, probs = segmenter.predict(image, crf=True)
+    labels, probs = segmenter.predict(image, postprocess=True)
     assert labels.shape == (53, 71) and probs.shape == (5, 53, 71)
     np.testing.assert_allclose(probs.sum(0), 1, atol=1e-4)
-    raw_labels, _ = segmenter.predict(image, crf=False)
+    raw_labels, _ = segmenter.predict(image, postprocess=False)
     assert raw_labels.shape == (53, 71)
 
     from PIL import Image

@@ -46,9 +46,9 @@ def test_installed_plugin_builds_and_runs_a_model(plugin_site):
     script = textwrap.dedent(
         """
         import torch
-        from segkit.config import Part
+        from segkit.core.config import Part
         from segkit.model import build_model_from_parts
-        from segkit.plugins import get_plugins
+        from segkit.core import get_plugins
 
         registry = get_plugins().registry
         model = build_model_from_parts(

@@ -1,0 +1,1 @@
+"""Backbones: VGG16 (FCN and DeepLab variants) and torchvision ResNets."""

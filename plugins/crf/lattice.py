@@ -1,0 +1,356 @@
+"""A permutohedral lattice (Adams, Baek & Davis 2010) as sparse matrices, for Gaussian
+filtering in a 5-dimensional (position and colour) or 2-dimensional (position) space.
+
+A filter is built once per image: splatting each pixel onto the d+1 vertices of its
+enclosing simplex, blurring along each of the d+1 lattice directions, and slicing
+back are CSR matrices, so that filtering C channels is C-column sparse products.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from segkit import ensure_memory
+
+#: Lattice points are named by one int64 code below this; wider coordinates take a slower path.
+_LARGEST_CODE = 2**62
+
+
+class LatticeFilter:
+    """A symmetric-normalised, weighted Gaussian filter on a permutohedral lattice.
+
+    ``filter(x)`` maps rows of ``x`` (one per point) to ``weight · D^-½ S^T B S D^-½ x``:
+    splat ``S`` spreads each point onto the d+1 vertices of its enclosing simplex with
+    barycentric weights, ``B = B_d ⋯ B_0`` blurs with [½ 1 ½] along each lattice
+    direction, slicing reads back with the same weights, and ``D`` is the filter of a
+    constant.  The normalisation and the weight are folded into the splat and slice
+    matrices.  The filter is symmetric up to the order of the blurs, so its transpose
+    is the same matrices with the blurs reversed.
+    """
+
+    def __init__(self, splat: Tensor, blurs: list[Tensor], slice_: Tensor) -> None:
+        self.splat, self.blurs, self.slice = splat, blurs, slice_
+        self._by_dtype: dict[torch.dtype, LatticeFilter] = {splat.dtype: self}
+
+    @property
+    def lattice_points(self) -> int:
+        return self.splat.shape[0]
+
+    def to(self, dtype: torch.dtype) -> LatticeFilter:
+        """The same filter computing in ``dtype`` (float64 for gradient checks)."""
+        if dtype not in self._by_dtype:
+            blurs = [_csr_to(blur, dtype) for blur in self.blurs]
+            converted = LatticeFilter(_csr_to(self.splat, dtype), blurs, _csr_to(self.slice, dtype))
+            self._by_dtype[dtype] = converted
+        return self._by_dtype[dtype]
+
+    def __call__(self, x: Tensor, transpose: bool = False, out: Tensor | None = None) -> Tensor:
+        ops = self.to(x.dtype)
+        # Products go into buffers (beta=0 ignores what they hold): a plain product of a
+        # sparse matrix would also zero-fill and copy its result.
+        values, spare = (x.new_empty(self.lattice_points, x.shape[1]) for _ in range(2))
+        torch.addmm(values, ops.splat, x, beta=0, out=values)
+        for blur in reversed(ops.blurs) if transpose else ops.blurs:
+            torch.addmm(spare, blur, values, beta=0, out=spare)
+            values, spare = spare, values
+        if out is None:
+            out = x.new_empty(ops.slice.shape[0], x.shape[1])
+        return torch.addmm(out, ops.slice, values, beta=0, out=out)
+
+
+class FilterFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, lattice: LatticeFilter) -> Tensor:
+        ctx.lattice = lattice
+        return lattice(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        return ctx.lattice(grad.contiguous(), transpose=True), None
+
+
+def spatial_filter(
+    height: int, width: int, sxy: float, weight: float, device: str
+) -> LatticeFilter:
+    """The smoothness kernel's filter, which depends on the image size alone: kept for the
+    last few sizes up to 2 megapixels (about 50 bytes a pixel)."""
+    if height * width <= _CACHED_PIXELS:
+        return _cached_spatial_filter(height, width, sxy, weight, device)
+    return _build_spatial_filter(height, width, sxy, weight, device)
+
+
+_CACHED_PIXELS = 2**21
+
+
+def _build_spatial_filter(
+    height: int, width: int, sxy: float, weight: float, device: str
+) -> LatticeFilter:
+    with torch.inference_mode(False), torch.no_grad():
+        ys, xs = _pixel_grid(height, width, torch.device(device))
+        features = torch.stack([xs / np.float32(sxy), ys / np.float32(sxy)], 1)
+        return build_lattice_filter(features, weight=weight)
+
+
+_cached_spatial_filter = functools.lru_cache(maxsize=4)(_build_spatial_filter)
+
+
+def bilateral_filter(
+    images: Tensor, sxy: float, srgb: float, weight: float, classes: int
+) -> LatticeFilter:
+    n, _, height, width = images.shape
+
+    def check_lattice_size(lattice_points: int) -> None:
+        # the blurs and the values on the lattice are still to come
+        ensure_memory(
+            lattice_points * ((d + 1) * 32 + 12 * classes),
+            images.device,
+            f"the dense CRF's lattice for {n} image(s) of {height}×{width} "
+            f"({lattice_points} points)",
+        )
+
+    d = 5
+    with torch.inference_mode(False), torch.no_grad():
+        ys, xs = _pixel_grid(height, width, images.device)
+        rgb = images.permute(2, 3, 0, 1).reshape(height * width * n, 3).float() / np.float32(srgb)
+        positions = torch.stack([xs / np.float32(sxy), ys / np.float32(sxy)], 1)
+        features = torch.cat([positions.repeat_interleave(n, 0), rgb], 1)
+        group = torch.arange(n, device=images.device).repeat(height * width)
+        return build_lattice_filter(features, weight, group, n, on_lattice_size=check_lattice_size)
+
+
+def _pixel_grid(height: int, width: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    ys = torch.arange(height, device=device, dtype=torch.float32).repeat_interleave(width)
+    xs = torch.arange(width, device=device, dtype=torch.float32).repeat(height)
+    return ys, xs
+
+
+def build_lattice_filter(
+    features: Tensor,
+    weight: float = 1.0,
+    group: Tensor | None = None,
+    groups: int = 1,
+    normalize: bool = True,
+    on_lattice_size: Callable[[int], None] | None = None,
+) -> LatticeFilter:
+    """The lattice filter of points with float32 ``features`` (points × d, already divided
+    by the kernel widths); points of different ``group`` never interact.
+    ``on_lattice_size`` hears the number of lattice points before the blurs are built."""
+    points, d = features.shape
+    device = features.device
+    if group is None:
+        group = torch.zeros(points, dtype=torch.long, device=device)
+    # Coordinate-major (d+1 rows of points) keeps every step a contiguous vector operation;
+    # vertex r of point p is number r * points + p.
+    remainder0, rank, barycentric = _enclosing_simplices(features.t().float().contiguous())
+    offsets, order, counts, up = _index_vertices(remainder0, rank, group, groups)
+    lattice_points = counts.numel()
+    index = torch.int32 if points * (d + 1) < 2**31 - 1 else torch.int64
+    vertex_weights = barycentric.reshape(-1)
+
+    # pydensecrf's lattice scales by this constant so that a blurred constant stays near 1
+    alpha = 1.0 / (1.0 + 2.0 ** (-d))
+    if on_lattice_size is not None:
+        on_lattice_size(lattice_points)
+    blurs = [_blur_matrix(neighbour, index) for neighbour in up]
+    if normalize:
+        mass = torch.zeros(lattice_points, device=device).index_add_(0, offsets, vertex_weights)
+        for blur in blurs:
+            mass = (blur @ mass[:, None])[:, 0]
+        constant = (vertex_weights * mass[offsets]).view(d + 1, points).sum(0) * alpha
+        barycentric = barycentric * torch.rsqrt(constant + 1e-20)
+        vertex_weights = barycentric.reshape(-1)
+
+    splat_rows = torch.zeros(lattice_points + 1, dtype=torch.long, device=device)
+    splat_rows[1:] = counts.cumsum(0)
+    splat_cols = order % points
+    splat_values = vertex_weights[order]
+    slice_rows = torch.arange(0, points * (d + 1) + 1, d + 1, device=device)
+    slice_cols = offsets.view(d + 1, points).t().reshape(-1)
+    slice_values = barycentric.t().reshape(-1) * (alpha * weight)
+    shape = (lattice_points, points)
+    splat = _csr(splat_rows, splat_cols, splat_values, shape, index)
+    slice_ = _csr(slice_rows, slice_cols, slice_values, shape[::-1], index)
+    return LatticeFilter(splat, blurs, slice_)
+
+
+def _enclosing_simplices(features: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """For each point (a column of the d × points ``features``): the remainder-0 lattice
+    point of its simplex (d × points, the last coordinate follows from a zero sum), the
+    rank of each of its d+1 coordinates, and its d+1 barycentric weights (Adams et al.
+    2010, sections 3 and 4).
+
+    The float32 arithmetic follows pydensecrf's SSE code step by step, so that both put
+    every point in the same simplex with the same weights.
+    """
+    d, points = features.shape
+    device = features.device
+    inv_std_dev = float(np.float32(math.sqrt(2.0 / 3.0) * (d + 1)))
+    elevated = torch.empty(d + 1, points, dtype=torch.float32, device=device)
+    partial = torch.zeros(points, dtype=torch.float32, device=device)
+    for j in range(d, 0, -1):
+        scale = float(np.float32(1.0 / math.sqrt(j * (j + 1)) * inv_std_dev))
+        scaled = features[j - 1] * scale
+        torch.sub(partial, scaled * j, out=elevated[j])
+        partial += scaled
+    elevated[0] = partial
+
+    down = float(np.float32(1.0 / (d + 1)))
+    nearest = torch.round(elevated * down)  # ties to even, like _mm_round_ps
+    remainder0 = nearest * (d + 1)
+    residual = elevated - remainder0
+    # pydensecrf's ranking: for i < j, i ranks up if r_i < r_j, else j does
+    rank = torch.zeros(d + 1, points, dtype=torch.long, device=device)
+    for i in range(d):
+        for j in range(i + 1, d + 1):
+            less = residual[i] < residual[j]
+            rank[i] += less
+            rank[j] += ~less
+    rank += nearest.sum(0).long()
+    wrap = (rank < 0).long() - (rank > d).long()
+    rank += (d + 1) * wrap
+    remainder0 += (d + 1) * wrap
+
+    weights = (elevated - remainder0) * down
+    barycentric = torch.zeros(d + 2, points, dtype=torch.float32, device=device)
+    barycentric.scatter_add_(0, d - rank, weights)
+    barycentric.scatter_add_(0, d - rank + 1, -weights)
+    barycentric[0] += 1 + barycentric[d + 1]
+    return remainder0[:d].long(), rank, barycentric[: d + 1]
+
+
+def _index_vertices(
+    remainder0: Tensor, rank: Tensor, group: Tensor, groups: int
+) -> tuple[Tensor, Tensor, Tensor, list[Tensor]]:
+    """Number the lattice points that the simplices touch and find their neighbours.
+
+    Returns the lattice point of each vertex (vertex r of point p at r * points + p), the
+    vertices in order of their lattice point, the vertex count of each lattice point, and
+    for each of the d+1 lattice directions the index of every point's neighbour one step
+    along it (-1 when no pixel touches that neighbour).  A lattice point is named by its
+    first d coordinates (the last follows, as all sum to zero) plus the group.
+    """
+    d, points = remainder0.shape
+    device = remainder0.device
+    low = remainder0.min(1).values - 2 * (d + 1)
+    radix = remainder0.max(1).values + 2 * (d + 1) - low + 1
+    strides = [1]
+    for size in radix.tolist():
+        strides.append(strides[-1] * size)
+    steps = torch.arange(d + 1, device=device)
+    if strides[-1] * groups < _LARGEST_CODE:
+        stride = torch.tensor(strides[:-1], device=device)
+        base = ((remainder0 - low[:, None]) * stride[:, None]).sum(0) + group * strides[-1]
+        # Vertex r is remainder0 + r, less d+1 on the coordinates ranked above d - r, so
+        # going from vertex r-1 to r adds r's step and takes d+1 off one more coordinate:
+        # the one ranked d - r + 1 (the last coordinate has no place in the code).
+        by_rank = torch.empty_like(rank).scatter_(0, rank, steps[:, None].expand(d + 1, points))
+        stride_of = torch.cat([stride, stride.new_zeros(1)])
+        moves = int(stride.sum()) - (d + 1) * stride_of[by_rank[1:].flip(0)]
+        codes = torch.cat([base[None], moves]).cumsum_(0)
+        # one step along direction j: +d on coordinate j and -1 on all others
+        total = sum(strides[:-1])
+        neighbour_moves = [(d + 1) * size - total for size in strides[:d]] + [-total]
+        return _index_codes(codes.reshape(-1), neighbour_moves)
+    # coordinates too spread for one int64: name lattice points by unique rows instead
+    high = rank[None, :d] > (d - steps)[:, None, None]  # vertex × coordinate × point
+    keys = remainder0[None] + steps[:, None, None] - (d + 1) * high.long()
+    keys = torch.cat([keys, group.expand(d + 1, 1, points)], 1)
+    return _index_rows(keys.permute(0, 2, 1).reshape(-1, d + 1), d)
+
+
+def _direction_step(j: int, d: int, device: torch.device) -> Tensor:
+    """The step to a point's neighbour along lattice direction j, on the first d coordinates."""
+    step = torch.full((d,), -1, dtype=torch.long, device=device)
+    if j < d:
+        step[j] = d
+    return step
+
+
+def _index_codes(codes: Tensor, moves: list[int]) -> tuple[Tensor, Tensor, Tensor, list]:
+    sorted_codes, order = torch.sort(codes)
+    first = torch.ones_like(sorted_codes, dtype=torch.bool)
+    first[1:] = sorted_codes[1:] != sorted_codes[:-1]
+    ids = first.cumsum(0) - 1
+    offsets = torch.empty_like(ids)
+    offsets[order] = ids
+    unique = sorted_codes[first]
+    counts = torch.bincount(ids, minlength=unique.numel())
+    up = []
+    for move in moves:
+        wanted = unique + move
+        found = torch.searchsorted(unique, wanted).clamp_(max=unique.numel() - 1)
+        up.append(torch.where(unique[found] == wanted, found, -1))
+    return offsets, order, counts, up
+
+
+def _index_rows(keys: Tensor, d: int) -> tuple[Tensor, Tensor, Tensor, list]:
+    offsets = _row_ids(keys)
+    order = torch.argsort(offsets)
+    counts = torch.bincount(offsets)
+    lattice_points = counts.numel()
+    point_keys = torch.empty(lattice_points, d + 1, dtype=keys.dtype, device=keys.device)
+    point_keys[offsets] = keys
+    queries = [point_keys]
+    for j in range(d + 1):
+        step = _direction_step(j, d, keys.device)
+        queries.append(point_keys + torch.cat([step, step.new_zeros(1)]))
+    ids = _row_ids(torch.cat(queries)).view(d + 2, lattice_points)
+    lookup = torch.full((int(ids.max()) + 1,), -1, dtype=torch.long, device=keys.device)
+    lookup[ids[0]] = torch.arange(lattice_points, device=keys.device)
+    return offsets, order, counts, [lookup[ids[j + 1]] for j in range(d + 1)]
+
+
+def _row_ids(rows: Tensor) -> Tensor:
+    """Dense ids 0..k-1 such that two rows get the same id exactly when they are equal."""
+    ids = torch.zeros(rows.shape[0], dtype=torch.long, device=rows.device)
+    for column in rows.unbind(1):
+        column = column - column.min()
+        _, ids = torch.unique(ids * (int(column.max()) + 1) + column, return_inverse=True)
+    return ids
+
+
+def _blur_matrix(up: Tensor, index: torch.dtype) -> Tensor:
+    """The [½ 1 ½] blur along one direction; a point's neighbour below is the point
+    whose neighbour above it is."""
+    lattice_points = up.numel()
+    device = up.device
+    own = torch.arange(lattice_points, device=device)
+    down = torch.full_like(up, -1)
+    has_up = up >= 0
+    down[up[has_up]] = own[has_up]
+    columns = torch.stack([down, own, up], 1)
+    present = columns >= 0
+    rows = torch.zeros(lattice_points + 1, dtype=torch.long, device=device)
+    rows[1:] = present.sum(1).cumsum(0)
+    values = torch.tensor([0.5, 1.0, 0.5], device=device).expand(lattice_points, 3)
+    shape = (lattice_points, lattice_points)
+    return _csr(rows, columns[present], values[present], shape, index)
+
+
+def _csr(rows: Tensor, cols: Tensor, values: Tensor, shape: tuple, index: torch.dtype) -> Tensor:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(
+            rows.to(index),
+            cols.to(index),
+            values,
+            size=shape,
+            check_invariants=False,
+        )
+
+
+def _csr_to(matrix: Tensor, dtype: torch.dtype) -> Tensor:
+    return _csr(
+        matrix.crow_indices(),
+        matrix.col_indices(),
+        matrix.values().to(dtype),
+        tuple(matrix.shape),
+        matrix.crow_indices().dtype,
+    )

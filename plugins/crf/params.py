@@ -1,0 +1,52 @@
+"""The dense CRF's parameters and unaries, shared by its two post-processors."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from segkit import ConfigError, Param
+
+#: Probabilities are floored here before taking -log, as pydensecrf's unary_from_softmax does.
+PROBABILITY_FLOOR = 1e-5
+
+
+@dataclass(frozen=True)
+class CRFParams:
+    """Kernel widths and weights of the dense CRF, and the number of mean-field updates."""
+
+    iterations: int = 10
+    gaussian_sxy: float = 3.0
+    gaussian_compat: float = 3.0
+    bilateral_sxy: float = 121.0
+    bilateral_srgb: float = 5.0
+    bilateral_compat: float = 4.0
+
+    def __post_init__(self) -> None:
+        if self.iterations < 0:
+            raise ConfigError(f"dense CRF: iterations must be >= 0, got {self.iterations}")
+        for name in ("gaussian_sxy", "bilateral_sxy", "bilateral_srgb"):
+            value = getattr(self, name)
+            if not value > 0 or not math.isfinite(value):
+                raise ConfigError(f"dense CRF: {name} must be a positive width, got {value}")
+        for name in ("gaussian_compat", "bilateral_compat"):
+            if not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"dense CRF: {name} must be finite, got {getattr(self, name)}")
+
+
+_DEFAULTS = CRFParams()
+KERNEL_PARAMS = [
+    Param("iterations", int, _DEFAULTS.iterations, "mean-field iterations"),
+    Param("gaussian_sxy", float, _DEFAULTS.gaussian_sxy, "θγ: smoothness kernel width (pixels)"),
+    Param("gaussian_compat", float, _DEFAULTS.gaussian_compat, "w_g: smoothness kernel weight"),
+    Param("bilateral_sxy", float, _DEFAULTS.bilateral_sxy, "θα: appearance kernel width (pixels)"),
+    Param("bilateral_srgb", float, _DEFAULTS.bilateral_srgb, "θβ: appearance kernel colour width"),
+    Param("bilateral_compat", float, _DEFAULTS.bilateral_compat, "w_b: appearance kernel weight"),
+]
+
+
+def unary_from_probabilities(probs: Tensor) -> Tensor:
+    """The unary energies -log p of N×C×H×W probabilities, floored at ``PROBABILITY_FLOOR``."""
+    return -probs.clamp_min(PROBABILITY_FLOOR).log()

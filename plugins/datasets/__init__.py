@@ -1,0 +1,70 @@
+"""Datasets: PASCAL VOC 2012, a folder of images and masks, and generated shapes.
+
+``voc``        VOCdevkit/VOC2012 with its split lists, optionally the SBD-augmented
+               SegmentationClassAug masks and train_aug list used by DeepLab.
+``folder``     ``root/images`` and ``root/masks`` with matching file stems.
+``synthetic``  shapes on cluttered, textured backgrounds, generated from a seed: the
+               class is carried by the shape only, never by the colour or texture.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from segkit_plugins.datasets.folder import build_folder
+from segkit_plugins.datasets.shapes import SHAPES
+from segkit_plugins.datasets.synthetic import build_synthetic
+from segkit_plugins.datasets.voc import build_voc
+
+from segkit import Param, hookimpl
+
+
+@hookimpl
+def register_datasets(register) -> None:
+    register(
+        "voc",
+        build_voc,
+        help="PASCAL VOC 2012 (VOCdevkit), with the SBD SegmentationClassAug masks when present",
+        params=[
+            Param("root", str, None, "the VOCdevkit (or VOCdevkit/VOC2012) folder", required=True),
+            Param(
+                "augmented",
+                bool | Literal["auto"],
+                "auto",
+                "train on train_aug + SegmentationClassAug: true, false or 'auto' (when present)",
+            ),
+        ],
+    )
+    register(
+        "folder",
+        build_folder,
+        help="root/images and root/masks with matching file stems (index PNG masks)",
+        params=[
+            Param("root", str, None, "folder holding images/ and masks/", required=True),
+            Param("class_names", list[str] | None, None, "class names, label 0 first"),
+            Param(
+                "num_classes",
+                int | None,
+                None,
+                "number of classes when no names are given (neither: scan the masks)",
+            ),
+            Param("palette", list[list[int]] | None, None, "[r, g, b] per class; none: VOC"),
+            Param("splits_dir", str | None, None, "folder of <split>.txt stem lists"),
+            Param("val_fraction", float, 0.1, "without split lists: share of images in 'val'"),
+            Param("seed", int, 0, "shuffle seed of the train/val division"),
+        ],
+    )
+    register(
+        "synthetic",
+        build_synthetic,
+        help="shapes on cluttered textured backgrounds, generated from a seed (no download)",
+        params=[
+            Param("seed", int, 0, "generation seed: same seed, same images"),
+            Param("num_classes", int, 5, f"background + the first shapes of {', '.join(SHAPES)}"),
+            Param("train_size", int, 2000, "images in the train split"),
+            Param("val_size", int, 200, "images in the val split"),
+            Param("min_size", int, 97, "smallest image side"),
+            Param("max_size", int, 161, "largest image side"),
+            Param("max_objects", int, 4, "most shapes per image"),
+        ],
+    )

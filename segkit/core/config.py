@@ -1,0 +1,341 @@
+"""Configs are TOML data, validated against typed sections before anything runs.
+
+A config names its parts by plugin name; each part is a table with ``name`` and the
+part's own parameters, checked against the description its plugin registered::
+
+    [model.backbone]
+    name = "deeplab_vgg16"
+    weights = "imagenet"
+
+Unknown keys and wrong types are errors with a "did you mean"; ``--set key=value``
+overrides any value, written as TOML (``--set train.lr=0.01``).
+
+A config may start from another: ``base = "../deeplab_largefov.toml"`` (relative to
+the file) merges the base first, so a variant states only its differences.  Tables
+merge key by key; values and arrays (``[[postprocessors]]`` included) replace the
+base's; ``name`` is never inherited (it names the run folder).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from segkit.core.errors import ConfigError, PluginError, did_you_mean
+from segkit.core.registry import Param, Registry
+
+
+def _help(text: str, default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: default.copy(), metadata={"help": text})
+    return field(default=default, metadata={"help": text}, **kwargs)
+
+
+@dataclass
+class Part:
+    """A plugin part: its registered name and its parameters."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **self.params}
+
+
+@dataclass
+class ModelConfig:
+    backbone: Part
+    head: Part
+    upsampler: Part = field(default_factory=lambda: Part("interpolate"))
+    num_classes: int | None = _help("number of classes; taken from the dataset when omitted", None)
+
+
+@dataclass
+class DataConfig:
+    dataset: Part = field(default_factory=lambda: Part("synthetic"))
+    train_split: str = _help("split to train on", "train")
+    val_split: str = _help("split to evaluate on", "val")
+    batch_size: int = _help("training images per batch (per process)", 8)
+    workers: int = _help("data-loading worker processes", 2)
+    crop_size: int = _help("square training crop; padded with ignore where smaller", 321)
+    scale_range: list[float] = _help("random rescale range for training", [0.5, 1.5])
+    flip: bool = _help("random horizontal flip for training", True)
+    mean: list[float] = _help("normalisation mean (RGB, 0..1)", [0.485, 0.456, 0.406])
+    std: list[float] = _help("normalisation std (RGB, 0..1)", [0.229, 0.224, 0.225])
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = _help("number of passes over the training split", 30)
+    lr: float = _help("base learning rate", 0.001)
+    momentum: float = _help("SGD momentum", 0.9)
+    weight_decay: float = _help("SGD weight decay", 0.0005)
+    poly_power: float = _help("poly learning-rate power: lr * (1 - it/max_it)^power", 0.9)
+    head_lr_mult: float = _help("learning-rate multiplier for the head (DeepLab uses 10)", 1.0)
+    device: str = _help("'auto', 'cpu', 'cuda' or 'cuda:N'", "auto")
+    amp: bool | None = _help("mixed precision; default: on for CUDA", None)
+    channels_last: bool | None = _help("channels_last memory format; default: on for CUDA", None)
+    compile: bool = _help("torch.compile the model", False)
+    seed: int = _help("random seed", 0)
+    resume: bool = _help("resume from the run directory's last checkpoint", True)
+    checkpoint_every: int = _help("also checkpoint every N iterations (0: end of epoch only)", 0)
+    threads: int | None = _help("CPU threads for PyTorch (default: PyTorch's choice)", None)
+
+
+@dataclass
+class EvalConfig:
+    every: int = _help("evaluate every N epochs and after the last (0: not while training)", 1)
+    batch_size: int = _help("evaluation batch size (full-size images are padded)", 1)
+    postprocess: bool = _help("also evaluate each post-processor", True)
+    max_images: int | None = _help("evaluate at most this many images", None)
+
+
+@dataclass
+class PredictConfig:
+    images: list[str] = _help("image paths to predict; empty: samples of the val split", [])
+    samples: int = _help("number of val images to predict when no paths are given", 4)
+    postprocess: bool = _help("apply the post-processors when predicting", True)
+
+
+@dataclass
+class RunConfig:
+    steps: list[str] = _help("what `segkit run` does", ["train", "evaluate", "predict"])
+
+
+@dataclass
+class Config:
+    """A whole, validated config."""
+
+    model: ModelConfig
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    postprocessors: list[Part] = field(default_factory=list)
+    name: str = "config"
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(self)
+
+
+_PART_KIND = {
+    "backbone": "backbone",
+    "head": "head",
+    "upsampler": "upsampler",
+    "dataset": "dataset",
+}
+_RUN_STEPS = ("train", "evaluate", "predict")
+
+
+def _to_plain(value: Any) -> Any:
+    if isinstance(value, Part):
+        return value.to_dict()
+    if dataclasses.is_dataclass(value):
+        return {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list):
+        return [_to_plain(v) for v in value]
+    return value
+
+
+def _parse_part(table: Any, where: str, kind: str, registry: Registry | None) -> Part:
+    if isinstance(table, str):
+        table = {"name": table}
+    if not isinstance(table, Mapping) or "name" not in table:
+        raise ConfigError(f"{where}: expected a table with a 'name' key, e.g. name = \"...\"")
+    params = {k: v for k, v in table.items() if k != "name"}
+    part = Part(str(table["name"]), params)
+    if registry is not None:
+        try:
+            component = registry.get(kind, part.name)
+        except PluginError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        component.bind(params)  # unknown or mistyped parameters fail now, not mid-run
+    return part
+
+
+def _parse_section(cls: type, table: Any, where: str, registry: Registry | None) -> Any:
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where}: expected a table, got {table!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in table:
+        if key not in fields:
+            raise ConfigError(
+                f"{where}: unknown key '{key}'{did_you_mean(key, fields)} "
+                f"(valid keys: {', '.join(fields)})"
+            )
+    values = {}
+    for name, f in fields.items():
+        if name not in table:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{where}: '{name}' is required")
+            continue
+        value, hint = table[name], hints[name]
+        if hint is Part:
+            values[name] = _parse_part(value, f"{where}.{name}", _PART_KIND[name], registry)
+        else:
+            help_text = f.metadata.get("help", "")
+            values[name] = Param(name, hint, None, help_text).check(value, where)
+    return cls(**values)
+
+
+def upgrade(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Configs (and checkpoints) written before the post-processor keys were renamed.
+
+    The array ``[[postprocess]]`` is now ``[[postprocessors]]``; ``predict.crf`` is now
+    ``predict.postprocess``.  Old files keep working.
+    """
+    raw = dict(raw)
+    if "postprocess" in raw and "postprocessors" not in raw:
+        raw["postprocessors"] = raw.pop("postprocess")
+    predict = raw.get("predict")
+    if isinstance(predict, Mapping) and "crf" in predict and "postprocess" not in predict:
+        predict = dict(predict)
+        predict["postprocess"] = predict.pop("crf")
+        raw["predict"] = predict
+    return raw
+
+
+def config_from_dict(
+    raw: Mapping[str, Any], name: str = "config", registry: Registry | None = None
+) -> Config:
+    """Validate a parsed TOML mapping.  With ``registry``, plugin parts are checked too."""
+    raw = upgrade(raw)
+    sections = {
+        "model": ModelConfig,
+        "data": DataConfig,
+        "train": TrainConfig,
+        "eval": EvalConfig,
+        "predict": PredictConfig,
+        "run": RunConfig,
+    }
+    allowed = [*sections, "postprocessors", "name"]
+    for key in raw:
+        if key not in allowed:
+            raise ConfigError(
+                f"unknown section '{key}'{did_you_mean(key, allowed)} "
+                f"(valid sections: {', '.join(allowed)})"
+            )
+    if "model" not in raw:
+        raise ConfigError("the config has no [model] section; add one with backbone and head")
+    parsed: dict[str, Any] = {}
+    for key, cls in sections.items():
+        if key in raw:
+            parsed[key] = _parse_section(cls, raw[key], key, registry)
+    posts = raw.get("postprocessors", [])
+    if not isinstance(posts, list):
+        raise ConfigError("postprocessors: expected an array of tables, written [[postprocessors]]")
+    parsed["postprocessors"] = [
+        _parse_part(p, f"postprocessors[{i}]", "postprocessor", registry)
+        for i, p in enumerate(posts)
+    ]
+    run = parsed.get("run", RunConfig())
+    for step in run.steps:
+        if step not in _RUN_STEPS:
+            raise ConfigError(
+                f"run.steps: unknown step '{step}'{did_you_mean(step, _RUN_STEPS)} "
+                f"(steps: {', '.join(_RUN_STEPS)})"
+            )
+    return Config(**parsed, name=str(raw.get("name", name)))
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply ``key.path=value`` overrides (values in TOML syntax; bare words are strings)."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set '{item}': expected key=value, e.g. --set train.epochs=5")
+        value = parse_value(text)
+        node = raw
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set '{item}': '{part}' is not a table")
+            node = child
+        node[leaf] = value
+    return raw
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value in TOML syntax (``5``, ``0.1``, ``[1, 2]``, ``true``); else a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config path is a folder, not a TOML file: {path}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}; fix the syntax") from None
+
+
+def read_config(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A TOML config with its ``base`` chain merged in (base first, this file over it)."""
+    path = Path(path)
+    resolved = path.resolve()
+    if resolved in _chain:
+        cycle = " -> ".join(p.name for p in (*_chain, resolved))
+        raise ConfigError(f"config bases form a cycle ({cycle}); remove one 'base' key")
+    raw = read_toml(path)
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise ConfigError(f'{path}: base must be a path string, e.g. base = "../base.toml"')
+    base_path = path.parent / base
+    if not base_path.is_file():
+        raise ConfigError(f"{path}: its base {base_path} does not exist; fix the 'base' path")
+    inherited = read_config(base_path, (*_chain, resolved))
+    inherited.pop("name", None)  # the name is the run folder's: each file has its own
+    return merge(inherited, raw)
+
+
+def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``: tables merge key by key, anything else replaces."""
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(
+    path: str | Path, overrides: Iterable[str] = (), registry: Registry | None = None
+) -> Config:
+    """Read a TOML config (with its bases), apply overrides and validate it.
+
+    With ``registry`` the plugin parts and their parameters are checked too.
+    """
+    raw = apply_overrides(upgrade(read_config(path)), overrides)
+    return config_from_dict(raw, name=Path(path).stem, registry=registry)
+
+
+def dump_toml(data: Mapping[str, Any]) -> str:
+    """A config as TOML text (TOML has no null: unset optional values are left out)."""
+    import tomli_w
+
+    def drop_none(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: drop_none(v) for k, v in value.items() if v is not None}
+        if isinstance(value, list):
+            return [drop_none(v) for v in value]
+        return value
+
+    return tomli_w.dumps(drop_none(data))

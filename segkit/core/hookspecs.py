@@ -1,0 +1,97 @@
+"""The hooks a segkit plugin can implement.
+
+A plugin is a module (or any object) with functions marked ``@segkit.hookimpl``
+whose names are the hooks below.  Built-in plugins and third-party packages are
+loaded the same way: through the ``segkit`` entry-point group.  A function marked
+``@hookimpl`` whose name is not a hook here (``register_head``) fails the plugin's
+loading with a line that names the plugin and the hook it meant.
+
+Registration hooks receive a ``register`` callback::
+
+    register(name, factory, params=[Param(...)], help="one line")
+
+``factory`` is called with the positional context the hook documents and with the
+user's parameters as keywords, already validated against ``params``.  The ``Param``
+list is checked against the factory's signature when the plugin loads.  Two plugins
+registering the same name at the same hook point is an error that names both.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from segkit.core.registry import Register
+    from segkit.train.context import Run
+
+hookspec = pluggy.HookspecMarker("segkit")
+hookimpl = pluggy.HookimplMarker("segkit")
+
+
+@hookspec
+def register_backbones(register: Register) -> None:
+    """Register backbones: ``factory(**params) -> nn.Module``.
+
+    The module maps N×3×H×W images to a dict of named feature maps and has an
+    attribute ``feature_info: dict[str, segkit.FeatureInfo]`` giving each map's
+    channels, stride and offset, in order from shallow to deep.  It may also carry
+    ``spare_weights: dict[str, Tensor]``: pretrained tensors it loaded but does not
+    use itself (for example VGG's ImageNet classifier), offered to the head.
+    """
+
+
+@hookspec
+def register_heads(register: Register) -> None:
+    """Register heads: ``factory(backbone: segkit.BackboneInfo, num_classes, **params)``.
+
+    The returned module maps the backbone's feature dict (plus ``"image"``, the input
+    itself) to class scores, and has attributes ``stride`` and ``offset`` telling where
+    its output pixels lie on the input (see :class:`segkit.FeatureInfo`).  A head that
+    cannot sit on the given backbone raises :class:`segkit.IncompatiblePartsError`.
+    """
+
+
+@hookspec
+def register_upsamplers(register: Register) -> None:
+    """Register upsamplers: ``factory(num_classes, stride, offset, **params)``.
+
+    The module is called as ``upsampler(scores, size)`` and returns scores of exactly
+    ``size`` (H, W), placed so that score pixel ``i`` lands on input pixel
+    ``stride * i + offset``.
+    """
+
+
+@hookspec
+def register_postprocessors(register: Register) -> None:
+    """Register post-processors: ``factory(**params)``.
+
+    The object is called as ``postprocessor(probs, images)`` with probabilities
+    N×C×H×W (float, summing to one over C) and the original images N×3×H×W (uint8
+    RGB), and returns refined probabilities of the same shape.  Post-processors chain.
+    """
+
+
+@hookspec
+def register_datasets(register: Register) -> None:
+    """Register datasets: ``factory(split: str, **params) -> segkit.SegmentationDataset``."""
+
+
+@hookspec
+def on_run_start(run: Run) -> None:
+    """A run begins: ``run.config``, ``run.run_dir``, ``run.class_names`` are set."""
+
+
+@hookspec
+def on_epoch_end(run: Run, epoch: int, metrics: dict[str, Any]) -> None:
+    """An epoch ended; ``metrics`` holds the loss, learning rate and any evaluation."""
+
+
+@hookspec
+def on_run_end(run: Run, summary: dict[str, Any], error: BaseException | None) -> None:
+    """A run ended, also when it failed or was interrupted (then ``error`` is set).
+
+    ``summary`` is what ``summary.json`` holds (empty when the run did not evaluate).
+    Release what the plugin holds for the run (files, writers) here.
+    """

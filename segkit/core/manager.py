@@ -1,0 +1,235 @@
+"""The plugin manager: built-ins first, then third-party packages, all by entry point."""
+
+from __future__ import annotations
+
+import ast
+import os
+import sys
+from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
+
+import pluggy
+
+from segkit.core import hookspecs
+from segkit.core.errors import PluginError, did_you_mean
+from segkit.core.registry import KINDS, Register, Registry, SchemaMismatch
+
+ENTRY_POINT_GROUP = "segkit"
+DISABLE_ENV = "SEGKIT_DISABLE_PLUGINS"
+BUILTIN_DISTRIBUTION = "segkit"
+
+#: What plugins may import from segkit: the package and the rooms' ``__init__``s.
+PUBLIC_MODULES = frozenset(
+    {"segkit", "segkit.core", "segkit.model", "segkit.data", "segkit.infer", "segkit.train"}
+)
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """One loaded (or failed, or disabled) plugin, as ``segkit plugins`` shows it."""
+
+    name: str
+    distribution: str
+    version: str
+    status: str = "loaded"  # "loaded", "disabled" or "failed: <why>"
+
+
+@dataclass
+class Plugins:
+    """The loaded plugins, their hooks and everything they registered."""
+
+    manager: pluggy.PluginManager
+    registry: Registry
+    infos: list[PluginInfo] = field(default_factory=list)
+
+    @property
+    def hook(self) -> pluggy.HookRelay:
+        return self.manager.hook
+
+    def failures(self) -> list[PluginInfo]:
+        return [info for info in self.infos if info.status.startswith("failed")]
+
+
+def _distribution(ep: EntryPoint) -> tuple[str, str]:
+    dist = ep.dist
+    if dist is None:
+        return "?", "?"
+    return dist.metadata["Name"], dist.version
+
+
+def _disabled_from_env() -> set[str]:
+    return {name.strip() for name in os.environ.get(DISABLE_ENV, "").split(",") if name.strip()}
+
+
+def load_plugins(disable: set[str] | frozenset[str] = frozenset(), extra: tuple = ()) -> Plugins:
+    """Load the built-in plugins, then the ``segkit`` entry-point group.
+
+    ``disable`` (plus the names in ``$SEGKIT_DISABLE_PLUGINS``) skips plugins by
+    entry-point name.  A plugin that fails to import or to register is recorded
+    with its reason and the others still load.  ``extra`` adds plugin objects
+    directly (handy in tests and notebooks).
+    """
+    disable = set(disable) | _disabled_from_env()
+    manager = pluggy.PluginManager("segkit")
+    manager.add_hookspecs(hookspecs)
+    registry = Registry()
+    plugins = Plugins(manager, registry)
+
+    found = sorted(
+        entry_points(group=ENTRY_POINT_GROUP),
+        key=lambda ep: (_distribution(ep)[0] != BUILTIN_DISTRIBUTION, ep.name),
+    )
+    seen: set[str] = set()
+    for ep in found:
+        if ep.name in seen:  # the same distribution seen twice on sys.path
+            continue
+        seen.add(ep.name)
+        dist, version = _distribution(ep)
+        if ep.name in disable:
+            plugins.infos.append(PluginInfo(ep.name, dist, version, "disabled"))
+            continue
+        try:
+            module = ep.load()
+        except Exception as exc:  # a broken third-party plugin must not take segkit down
+            why = f"failed: {type(exc).__name__}: {exc}".splitlines()[0]
+            plugins.infos.append(PluginInfo(ep.name, dist, version, why))
+            continue
+        _register(plugins, ep.name, module, dist, version)
+    for index, module in enumerate(extra):
+        name = getattr(module, "__name__", f"extra{index}")
+        _register(plugins, name, module, "(direct)", "")
+    return plugins
+
+
+def _register(plugins: Plugins, name: str, module: object, dist: str, version: str) -> None:
+    manager, registry = plugins.manager, plugins.registry
+    try:
+        _check_imports(name, module)
+        manager.register(module, name=name)
+    except ValueError as exc:
+        raise PluginError(f"plugin '{name}' could not be registered: {exc}") from exc
+    except PluginError as exc:
+        plugins.infos.append(PluginInfo(name, dist, version, f"failed: {exc}"))
+        return
+    try:
+        _check_hook_names(manager, name)
+        for kind in KINDS:
+            hook = getattr(manager.hook, f"register_{kind}s")
+            impls = [impl for impl in hook.get_hookimpls() if impl.plugin_name == name]
+            for impl in impls:
+                impl.function(register=Register(registry, kind, name))
+    except PluginError as exc:
+        if not isinstance(exc, SchemaMismatch | _UnknownHook):
+            raise  # two plugins registering one name: the user must choose
+        manager.unregister(name=name)
+        registry.remove_plugin(name)
+        plugins.infos.append(PluginInfo(name, dist, version, f"failed: {exc}"))
+        return
+    except Exception as exc:
+        manager.unregister(name=name)
+        registry.remove_plugin(name)
+        why = f"failed: {type(exc).__name__}: {exc}".splitlines()[0]
+        plugins.infos.append(PluginInfo(name, dist, version, why))
+        return
+    plugins.infos.append(PluginInfo(name, dist, version))
+
+
+class _UnknownHook(PluginError):
+    """A plugin implements a hook segkit does not have."""
+
+
+def _check_hook_names(manager: pluggy.PluginManager, name: str) -> None:
+    """A misspelt hook (``register_head``) is an error, not a plugin that does nothing."""
+    try:
+        manager.check_pending()
+    except pluggy.PluginValidationError as exc:
+        known = [n for n in dir(hookspecs) if n.startswith(("register_", "on_"))]
+        unknown = [
+            hook
+            for hook, caller in vars(manager.hook).items()
+            if not hook.startswith("_")
+            and caller.spec is None
+            and any(impl.plugin_name == name for impl in caller.get_hookimpls())
+        ]
+        hooks = ", ".join(f"'{h}'{did_you_mean(h, known)}" for h in unknown)
+        raise _UnknownHook(
+            f"it implements {hooks or str(exc)}, which is not a segkit hook "
+            f"(hooks: {', '.join(known)})"
+        ) from None
+
+
+def _check_imports(name: str, module: object) -> None:
+    """Plugins import segkit's public API only, so that segkit may move what is private."""
+    for source in _source_files(module):
+        try:
+            tree = ast.parse(source.read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, UnicodeDecodeError):
+            continue
+        for node in ast.walk(tree):
+            for imported in _segkit_imports(node):
+                if imported not in PUBLIC_MODULES:
+                    raise PluginError(
+                        f"it imports {imported} ({source.name} line {node.lineno}), which is "
+                        f"private to segkit; import from {_public_parent(imported)} instead"
+                    )
+
+
+def _segkit_imports(node: ast.AST) -> list[str]:
+    """The segkit modules (and private names) an import statement reaches for."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names if a.name.split(".")[0] == "segkit"]
+    if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        if node.module.split(".")[0] != "segkit":
+            return []
+        if node.module not in PUBLIC_MODULES:
+            return [node.module]
+        return [
+            f"{node.module}.{a.name}"
+            for a in node.names
+            if a.name.startswith("_")
+            or (
+                f"{node.module}.{a.name}" in sys.modules
+                and f"{node.module}.{a.name}" not in PUBLIC_MODULES
+            )
+        ]
+    return []
+
+
+def _public_parent(module: str) -> str:
+    parts = module.split(".")
+    while parts and ".".join(parts) not in PUBLIC_MODULES:
+        parts.pop()
+    return ".".join(parts) or "segkit"
+
+
+def _source_files(module: object) -> list[Path]:
+    """The plugin module's file and, for a package, its modules' files."""
+    file = getattr(module, "__file__", None)
+    if not file:
+        return []
+    files = [Path(file)]
+    if getattr(module, "__path__", None) is not None:
+        prefix = f"{module.__name__}."
+        files += [
+            Path(m.__file__)
+            for n, m in list(sys.modules.items())
+            if n.startswith(prefix) and getattr(m, "__file__", None)
+        ]
+    return [f for f in files if f.suffix == ".py"]
+
+
+def default_registry(registry: Registry | None = None) -> Registry:
+    """``registry``, or the installed plugins' for the API's entry points that take none."""
+    return registry if registry is not None else get_plugins().registry
+
+
+_CACHE: dict[frozenset[str], Plugins] = {}
+
+
+def get_plugins(disable: set[str] | frozenset[str] = frozenset()) -> Plugins:
+    """The plugins for this process, loaded once per set of disabled names."""
+    key = frozenset(disable) | frozenset(_disabled_from_env())
+    if key not in _CACHE:
+        _CACHE[key] = load_plugins(key)
+    return _CACHE[key]

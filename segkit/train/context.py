@@ -1,0 +1,86 @@
+"""What every part of a run shares, and what run-event hooks see of it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from segkit.core.config import Config
+from segkit.core.errors import SegkitError
+from segkit.core.manager import Plugins
+from segkit.infer.device import Precision
+from segkit.train.distributed import Processes
+
+
+@dataclass
+class Run:
+    """One run: its config, folder, classes, processes, device and plugins.
+
+    Run-event hooks (``on_run_start``, ``on_epoch_end``, ``on_run_end``) receive it;
+    ``history`` holds one record per finished epoch.
+    """
+
+    config: Config
+    run_dir: Path
+    class_names: list[str]
+    palette: np.ndarray
+    processes: Processes
+    device: torch.device
+    precision: Precision
+    console: Console
+    plugins: Plugins
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def is_main(self) -> bool:
+        return self.processes.is_main
+
+    def log(self, *objects: Any) -> None:
+        if self.is_main:
+            self.console.print(*objects)
+
+    def progress(self, everywhere: bool = False) -> Progress:
+        """A progress display, shown by rank 0 only unless ``everywhere``."""
+        return Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            disable=not (everywhere or self.is_main),
+            transient=False,
+        )
+
+
+def default_run_dir(config: Config) -> Path:
+    return Path("runs") / config.name / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def prepare_output_dir(path: Path, option: str = "--run-dir") -> None:
+    """Create ``path`` and make sure it is writable before any work is done."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise SegkitError(
+            f"cannot write to the output folder {path} ({exc.strerror}); "
+            f"choose another with {option}"
+        ) from None

@@ -1,0 +1,181 @@
+"""``segkit run``: train, evaluate and predict as a config says, into a run directory.
+
+The run directory holds the resolved config, ``metrics.jsonl`` (one line per
+epoch), ``summary.json`` (final evaluation, raw and per post-processor),
+``last.pt`` / ``best.pt``, ``curves.png`` and the prediction panels.  Running the
+same command with the same ``--run-dir`` resumes from ``last.pt``.
+
+The :class:`Runner` only wires the run — processes, device, folder, seed, data,
+model, post-processors — and hands the loop to :class:`~segkit.train.Trainer`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from torch.utils.data import DataLoader
+
+from segkit.core.config import Config, dump_toml
+from segkit.core.manager import Plugins
+from segkit.data.dataset import build_splits
+from segkit.data.files import read_image
+from segkit.data.loading import ShardSampler, TrainingSet, make_loader
+from segkit.data.transforms import TrainTransform
+from segkit.infer.device import Precision, resolve_device
+from segkit.infer.postprocess import PostprocessChain
+from segkit.infer.segmenter import Segmenter
+from segkit.model.assembly import build_model
+from segkit.report import write_prediction
+from segkit.train.checkpoints import RunCheckpoints, unwrap
+from segkit.train.context import Run, default_run_dir, prepare_output_dir
+from segkit.train.distributed import Processes, leave_process_group
+from segkit.train.evaluation import Evaluator
+from segkit.train.trainer import Trainer
+
+
+class Runner:
+    """Wires one run; every process builds one, only rank 0 writes.
+
+    ``plugins`` provides every part (model, datasets, post-processors, run hooks).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        run_dir: Path | None,
+        plugins: Plugins,
+        console: Console | None = None,
+    ) -> None:
+        self.config = config
+        console = console or Console()
+        train = config.train
+        if train.threads:
+            torch.set_num_threads(train.threads)
+        processes = Processes.from_env()
+        device = resolve_device(train.device, processes.local_rank)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        processes.join(device)
+        # Every process must write to (and resume from) the same folder: rank 0 picks it.
+        run_dir = Path(processes.broadcast(str(run_dir or default_run_dir(config))))
+        if processes.is_main:
+            prepare_output_dir(run_dir)
+        seed_everything(train.seed + processes.rank)
+
+        registry = plugins.registry
+        self.splits = build_splits(config, registry, train="train" in config.run.steps)
+        precision = Precision.for_device(device, train.amp, train.channels_last)
+        model = build_model(config, self.splits.num_classes, registry).to(device)
+        if precision.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        reference = self.splits.reference
+        self.run = Run(
+            config,
+            run_dir,
+            list(reference.class_names),
+            reference.palette,
+            processes,
+            device,
+            precision,
+            console,
+            plugins,
+        )
+        self.postprocessors = PostprocessChain.from_parts(config.postprocessors, registry)
+        self.checkpoints = RunCheckpoints(self.run, model, self.splits.num_classes)
+        self.evaluator = Evaluator(self.run, model, self.splits.val)
+
+    def execute(self) -> dict[str, Any]:
+        """The config's steps; run-end hooks hear of the end, whether it failed or not."""
+        steps, run = self.config.run.steps, self.run
+        hook = run.plugins.hook
+        hook.on_run_start(run=run)
+        summary: dict[str, Any] = {}
+        error: BaseException | None = None
+        try:
+            if run.is_main:
+                config = self.config.to_dict()
+                (run.run_dir / "config.json").write_text(json.dumps(config, indent=2))
+                (run.run_dir / "config.toml").write_text(dump_toml(config))
+            if "train" in steps:
+                self.trainer().fit()
+            self.checkpoints.load_trained_weights()
+            if "evaluate" in steps:
+                posts = self.postprocessors if self.config.eval.postprocess else PostprocessChain()
+                summary = self.evaluator.final(posts)
+            if "predict" in steps and run.is_main:
+                self.predict_samples()
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            hook.on_run_end(run=run, summary=summary, error=error)
+        return summary
+
+    def training_data(self) -> tuple[TrainingSet, ShardSampler, DataLoader]:
+        """The augmented training split, this process's sampler and their DataLoader."""
+        cfg, processes = self.config, self.run.processes
+        data = cfg.data
+        transform = TrainTransform(
+            data.crop_size, tuple(data.scale_range), data.flip, data.mean, data.std
+        )
+        assert self.splits.train is not None, "the training split is built when training"
+        training_set = TrainingSet(self.splits.train, transform, seed=cfg.train.seed)
+        sampler = ShardSampler(
+            len(training_set), processes.rank, processes.world, seed=cfg.train.seed
+        )
+        loader = make_loader(
+            training_set, sampler, data.batch_size, data.workers, self.run.device, drop_last=True
+        )
+        return training_set, sampler, loader
+
+    def trainer(self) -> Trainer:
+        return Trainer(self.run, self.model, self.training_data(), self.evaluator, self.checkpoints)
+
+    def predict_samples(self) -> None:
+        """Prediction panels of the configured images, or of the first val samples."""
+        cfg, run = self.config, self.run
+        segmenter = Segmenter(
+            unwrap(self.model), cfg, run.class_names, run.palette, run.device, self.postprocessors
+        )
+        out_dir = run.run_dir / "predictions"
+        if cfg.predict.images:
+            items = [(Path(p).stem, read_image(p), None) for p in cfg.predict.images]
+        else:
+            val = self.splits.val
+            samples = [val[i] for i in range(min(cfg.predict.samples, len(val)))]
+            items = [(s.name, s.image, s.mask) for s in samples]
+        with run.progress(everywhere=True) as progress:
+            task = progress.add_task("predicting", total=len(items), info="")
+            for name, image, mask in items:
+                pair = segmenter.predict_pair(image, postprocess=cfg.predict.postprocess)
+                write_prediction(out_dir, name, pair, run.palette, mask)
+                progress.update(task, advance=1)
+        run.log(f"predictions written to {out_dir}")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def run_config(
+    config: Config, run_dir: Path | None, plugins: Plugins, console: Console | None = None
+) -> dict[str, Any]:
+    """Run a config end to end; returns the final summary (empty without evaluation)."""
+    started = time.perf_counter()
+    try:
+        runner = Runner(config, run_dir, plugins, console)
+        summary = runner.execute()
+    finally:
+        leave_process_group()
+    runner.run.log(f"run finished in {time.perf_counter() - started:.0f} s: {runner.run.run_dir}")
+    return summary
