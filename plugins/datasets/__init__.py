@@ -26,12 +26,12 @@ def register_datasets(register) -> None:
         build_voc,
         help="PASCAL VOC 2012 (VOCdevkit), with the SBD SegmentationClassAug masks when present",
         params=[
-            Param("root", str, None, "the VOCdevkit (or VOCdevkit/VOC2012) folder", required=True),
+            Param("root", str, help="the VOCdevkit (or VOCdevkit/VOC2012) folder"),
             Param(
                 "augmented",
                 bool | Literal["auto"],
-                "auto",
-                "train on train_aug + SegmentationClassAug: true, false or 'auto' (when present)",
+                help="train on train_aug + SegmentationClassAug: true, false or 'auto' "
+                "(when present)",
             ),
         ],
     )
@@ -40,18 +40,17 @@ def register_datasets(register) -> None:
         build_folder,
         help="root/images and root/masks with matching file stems (index PNG masks)",
         params=[
-            Param("root", str, None, "folder holding images/ and masks/", required=True),
-            Param("class_names", list[str] | None, None, "class names, label 0 first"),
+            Param("root", str, help="folder holding images/ and masks/"),
+            Param("class_names", list[str] | None, help="class names, label 0 first"),
             Param(
                 "num_classes",
                 int | None,
-                None,
-                "number of classes when no names are given (neither: scan the masks)",
+                help="number of classes when no names are given (neither: scan the masks)",
             ),
-            Param("palette", list[list[int]] | None, None, "[r, g, b] per class; none: VOC"),
-            Param("splits_dir", str | None, None, "folder of <split>.txt stem lists"),
-            Param("val_fraction", float, 0.1, "without split lists: share of images in 'val'"),
-            Param("seed", int, 0, "shuffle seed of the train/val division"),
+            Param("palette", list[list[int]] | None, help="[r, g, b] per class; none: VOC"),
+            Param("splits_dir", str | None, help="folder of <split>.txt stem lists"),
+            Param("val_fraction", float, help="without split lists: share of images in 'val'"),
+            Param("seed", int, help="shuffle seed of the train/val division"),
         ],
     )
     register(
@@ -59,12 +58,12 @@ def register_datasets(register) -> None:
         build_synthetic,
         help="shapes on cluttered textured backgrounds, generated from a seed (no download)",
         params=[
-            Param("seed", int, 0, "generation seed: same seed, same images"),
-            Param("num_classes", int, 5, f"background + the first shapes of {', '.join(SHAPES)}"),
-            Param("train_size", int, 2000, "images in the train split"),
-            Param("val_size", int, 200, "images in the val split"),
-            Param("min_size", int, 97, "smallest image side"),
-            Param("max_size", int, 161, "largest image side"),
-            Param("max_objects", int, 4, "most shapes per image"),
+            Param("seed", int, help="generation seed: same seed, same images"),
+            Param("num_classes", int, help=f"background + the first shapes of {', '.join(SHAPES)}"),
+            Param("train_size", int, help="images in the train split"),
+            Param("val_size", int, help="images in the val split"),
+            Param("min_size", int, help="smallest image side"),
+            Param("max_size", int, help="largest image side"),
+            Param("max_objects", int, help="most shapes per image"),
         ],
     )

@@ -21,7 +21,15 @@ BUILTIN_DISTRIBUTION = "segkit"
 
 #: What plugins may import from segkit: the package and the rooms' ``__init__``s.
 PUBLIC_MODULES = frozenset(
-    {"segkit", "segkit.core", "segkit.model", "segkit.data", "segkit.infer", "segkit.train"}
+    {
+        "segkit",
+        "segkit.core",
+        "segkit.model",
+        "segkit.data",
+        "segkit.infer",
+        "segkit.train",
+        "segkit.testing",
+    }
 )
 
 

@@ -17,6 +17,7 @@ from rich.progress import Progress
 from torch import nn
 from torch.utils.data import DataLoader
 
+from segkit.core.config import Config
 from segkit.core.errors import ConfigError, SegkitError
 from segkit.data.loading import ShardSampler, TrainingSet, to_device
 from segkit.report import write_curves
@@ -46,14 +47,7 @@ class Trainer:
                 f"data.batch_size {cfg.data.batch_size} is larger than the training split "
                 f"({len(self.training_set)} images per process); lower data.batch_size"
             )
-        train = cfg.train
-        self.optimizer = steps.make_optimizer(
-            model, train.lr, train.momentum, train.weight_decay, train.head_lr_mult
-        )
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer,
-            steps.poly_lambda(self.steps_per_epoch * train.epochs, train.poly_power),
-        )
+        self.optimizer, self.scheduler = _optimizer_and_schedule(model, cfg, self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler(run.device.type, enabled=run.precision.amp)
         self.start_epoch, self.start_step, self.best = 0, 0, -1.0
 
@@ -203,6 +197,17 @@ class _InterruptFlag:
     def __exit__(self, *exc: object) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
+
+
+def _optimizer_and_schedule(
+    model: nn.Module, cfg: Config, steps_per_epoch: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    train = cfg.train
+    optimizer = steps.make_optimizer(
+        model, train.lr, train.momentum, train.weight_decay, train.head_lr_mult
+    )
+    schedule = steps.poly_lambda(steps_per_epoch * train.epochs, train.poly_power)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
 def _epoch_line(record: dict[str, Any]) -> str:
