@@ -291,7 +291,9 @@ def read_config(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, An
     if resolved in _chain:
         cycle = " -> ".join(p.name for p in (*_chain, resolved))
         raise ConfigError(f"config bases form a cycle ({cycle}); remove one 'base' key")
-    raw = read_toml(path)
+    # Each file is upgraded before merging: an old base's [[postprocess]] or predict.crf
+    # must be replaced by a new child's [[postprocessors]] or predict.postprocess.
+    raw = upgrade(read_toml(path))
     base = raw.pop("base", None)
     if base is None:
         return raw

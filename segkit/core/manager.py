@@ -160,10 +160,11 @@ def _check_hook_names(manager: pluggy.PluginManager, name: str) -> None:
             and caller.spec is None
             and any(impl.plugin_name == name for impl in caller.get_hookimpls())
         ]
-        hooks = ", ".join(f"'{h}'{did_you_mean(h, known)}" for h in unknown)
+        # The suggestion follows the sentence: "'register_head', which is ...; did you mean".
+        hooks = ", ".join(f"'{h}'" for h in unknown) or str(exc)
+        hints = "".join(did_you_mean(h, known) for h in unknown)
         raise _UnknownHook(
-            f"it implements {hooks or str(exc)}, which is not a segkit hook "
-            f"(hooks: {', '.join(known)})"
+            f"it implements {hooks}, which is not a segkit hook{hints} (hooks: {', '.join(known)})"
         ) from None
 
 

@@ -201,16 +201,16 @@ def match_signature(
     except (TypeError, ValueError):  # a builtin without a signature: nothing to check
         return [p if p.default is not FROM_FACTORY else _required(p) for p in params]
     accepted = list(signature.parameters.values())
-    if any(a.kind is a.VAR_POSITIONAL for a in accepted):
-        keywords = accepted
-    else:
-        positional = [a for a in accepted if a.kind in (a.POSITIONAL_ONLY, a.POSITIONAL_OR_KEYWORD)]
-        if len(positional) < len(context):
-            raise SchemaMismatch(
-                f"{where}: its factory must take ({', '.join(context)}) before the parameters, "
-                f"but takes ({', '.join(a.name for a in positional)})"
-            )
-        keywords = accepted[len(context) :]
+    positional = [a for a in accepted if a.kind in (a.POSITIONAL_ONLY, a.POSITIONAL_OR_KEYWORD)]
+    takes_rest = any(a.kind is a.VAR_POSITIONAL for a in accepted)
+    if len(positional) < len(context) and not takes_rest:
+        raise SchemaMismatch(
+            f"{where}: its factory must take ({', '.join(context)}) before the parameters, "
+            f"but takes ({', '.join(a.name for a in positional)})"
+        )
+    # The context fills the named positional parameters first (``*args`` takes the rest),
+    # so those are never the user's, with or without ``*args``.
+    keywords = accepted[min(len(positional), len(context)) :]
     named = {a.name: a for a in keywords if a.kind not in (a.VAR_POSITIONAL, a.VAR_KEYWORD)}
     open_keywords = any(a.kind is a.VAR_KEYWORD for a in accepted)
     described = {p.name for p in params}
