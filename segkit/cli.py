@@ -40,7 +40,8 @@ def _plugins(args: argparse.Namespace) -> Plugins:
     """The installed plugins (less the disabled ones); failures are one warning line each."""
     plugins = get_plugins()
     for failure in plugins.failures():
-        err_console.print(Text(f"warning: plugin '{failure.name}' {failure.status}", "yellow"))
+        warning = Text(f"warning: plugin '{failure.name}' {failure.status}", "yellow")
+        err_console.print(warning, soft_wrap=True)  # one line, whatever the width
     return plugins
 
 
@@ -81,15 +82,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
     from segkit.core.registry import KINDS
 
     plugins = _plugins(args)
+    if args.markdown:
+        print(_plugins_markdown(plugins))
+        return 0
     table = Table(title="installed plugins")
     for column in ("plugin", "distribution", "version", "status"):
         table.add_column(column)
     for info in plugins.infos:
         style = "" if info.status == "loaded" else "yellow"
-        table.add_row(info.name, info.distribution, info.version, info.status, style=style)
+        table.add_row(info.name, info.distribution, info.version, escape(info.status), style=style)
     console.print(table)
     for kind in KINDS:
         names = plugins.registry.components[kind]
@@ -99,11 +105,50 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         for name in sorted(names):
             comp = names[name]
             params = "\n".join(
-                f"{p.name}: {p.type_name()} = {p.default!r} — {p.help}" for p in comp.params
+                escape(
+                    f"{p.name}: {p.type_name()} "
+                    f"{'(required)' if p.required else f'= {p.default!r}'} — {p.help}"
+                )
+                for p in comp.params
             )
-            table.add_row(name, comp.plugin, comp.help, params or "—")
+            table.add_row(name, comp.plugin, escape(comp.help), params or "—")
         console.print(table)
     return 0
+
+
+def _plugins_markdown(plugins: Plugins) -> str:
+    """README's plugin table: one row per registered name, then the run-event plugins."""
+    import inspect
+
+    from segkit.core import hookspecs
+    from segkit.core.registry import KINDS
+
+    root = Path(__file__).resolve().parent.parent
+
+    def source(obj: object) -> str:
+        try:
+            path = Path(inspect.getsourcefile(obj) or "?").resolve()  # type: ignore[arg-type]
+        except TypeError:
+            return "?"
+        bases = [root, *(Path(p).resolve() for p in sys.path if p)]
+        for base in sorted(bases, key=lambda b: len(b.parts), reverse=True):
+            if path.is_relative_to(base):
+                return path.relative_to(base).as_posix()
+        return path.name
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    rows = ["| hook point | name | plugin file | what it is |", "|---|---|---|---|"]
+    for kind in KINDS:
+        for name, comp in sorted(plugins.registry.components[kind].items()):
+            rows.append(f"| {kind} | `{name}` | `{source(comp.factory)}` | {cell(comp.help)} |")
+    events = [n for n in dir(hookspecs) if n.startswith("on_")]
+    for name, plugin in sorted(plugins.manager.list_name_plugin()):
+        if any(hasattr(plugin, event) for event in events):
+            doc = (inspect.getdoc(plugin) or "").split("\n\n")[0].replace("\n", " ")
+            rows.append(f"| run events | `{name}` | `{source(plugin)}` | {cell(doc)} |")
+    return "\n".join(rows)
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -165,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("plugins", help="list installed plugins and what they register")
+    p.add_argument(
+        "--markdown", action="store_true", help="print README.md's plugin table (markdown)"
+    )
     p.set_defaults(func=cmd_plugins)
 
     p = sub.add_parser("config", help="print the resolved config")

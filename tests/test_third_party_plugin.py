@@ -64,3 +64,20 @@ def test_installed_plugin_builds_and_runs_a_model(plugin_site):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "(1, 5, 97, 131)"
+
+
+def test_installed_plugin_passes_segkit_conformance(plugin_site, tmp_path):
+    """The example's own tests, built on segkit.testing, pass against the installed package."""
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+            "--rootdir", str(tmp_path), str(EXAMPLE / "test_conformance.py"),
+        ],
+        env=plugin_site,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert " 0 passed" not in result.stdout and "passed" in result.stdout, result.stdout
