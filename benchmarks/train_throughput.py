@@ -1,7 +1,8 @@
 """segkit's training loop against a bare PyTorch loop on the same model, data and batch.
 
 Both loops train the quickstart model for one epoch on the same synthetic images,
-with the same DataLoader settings, optimizer and schedule; the segkit side is
+with the same DataLoader settings, optimizer and schedule (the config's, built by the
+recipe's plugins) and the quickstart's cross-entropy; the segkit side is
 ``Runner.train()`` as ``segkit run`` calls it (progress bars, checkpoint at the end
 of the epoch, metrics line).  Rounds are interleaved (segkit, bare, segkit, bare...)
 and the median images/s of each side is compared.  Both loops are timed the same way,
@@ -26,17 +27,16 @@ from rich.console import Console
 from rich.table import Table
 
 from segkit.core import get_plugins, load_config
-from segkit.train import Runner, poly_lambda
+from segkit.train import Runner, build_optimizer, build_schedule
 
 
 def bare_epoch(runner: Runner, loader: torch.utils.data.DataLoader, steps: int) -> float:
     """One epoch of the plainest loop that trains the same way; returns images/s."""
     cfg = runner.config.train
     model, device = runner.model, runner.run.device
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly_lambda(steps, cfg.poly_power))
+    registry = runner.run.plugins.registry
+    optimizer = build_optimizer(model, cfg, registry)
+    scheduler = build_schedule(optimizer, cfg.schedule, steps, cfg.warmup_iterations, registry)
     model.train()
     images_seen = 0
     start = time.perf_counter()

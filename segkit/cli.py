@@ -84,7 +84,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_plugins(args: argparse.Namespace) -> int:
     from rich.markup import escape
 
-    from segkit.core.registry import KINDS
+    from segkit.core.registry import KINDS, PLURAL
 
     plugins = _plugins(args)
     if args.markdown:
@@ -99,7 +99,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     console.print(table)
     for kind in KINDS:
         names = plugins.registry.components[kind]
-        table = Table(title=f"{kind}s", show_lines=True)
+        table = Table(title=PLURAL[kind], show_lines=True)
         for column in ("name", "plugin", "description", "parameters"):
             table.add_column(column)
         for name in sorted(names):

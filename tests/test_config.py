@@ -45,7 +45,7 @@ def test_unknown_keys_and_sections_suggest_the_right_one():
 def test_wrong_types_are_named():
     with pytest.raises(ConfigError, match=r"train: parameter 'lr' must be float, got 'fast'"):
         config_from_dict({**MINIMAL, "train": {"lr": "fast"}})
-    with pytest.raises(ConfigError, match=r"data: parameter 'scale_range' must be list\[float\]"):
+    with pytest.raises(ConfigError, match=r"data.scale_range must be \[low, high\], got 2"):
         config_from_dict({**MINIMAL, "data": {"scale_range": 2}})
     with pytest.raises(ConfigError, match=r"model.head: expected a table with a 'name' key"):
         config_from_dict({"model": {"backbone": "b", "head": {"depth": 2}}})
@@ -90,7 +90,7 @@ head = { name = "deeplab_largefov", fc_channels = 64 }
 
 [data]
 batch_size = 8
-scale_range = [0.5, 1.5]
+mean = [0.485, 0.456, 0.406]
 
 [train]
 epochs = 10
@@ -108,7 +108,7 @@ base = "../bases/base.toml"
 width = 0.5
 
 [data]
-scale_range = [1.0]
+mean = [0.5, 0.5, 0.5]
 
 [train]
 lr = 0.001
@@ -137,7 +137,7 @@ def test_base_tables_merge_key_by_key_and_the_rest_replaces(variant):
         "backbone": {"name": "deeplab_vgg16", "width": 0.5, "batch_norm": True},
         "head": {"name": "deeplab_largefov", "fc_channels": 64},
     }
-    assert raw["data"] == {"batch_size": 8, "scale_range": [1.0]}  # arrays replace
+    assert raw["data"] == {"batch_size": 8, "mean": [0.5, 0.5, 0.5]}  # arrays replace
     assert raw["train"] == {"epochs": 10, "lr": 0.001}
     assert raw["postprocessors"] == [{"name": "densecrf", "iterations": 3}]  # not appended
     assert "name" not in raw  # a variant never runs into its base's folder
@@ -198,7 +198,7 @@ def test_segkit_config_prints_the_merged_config(variant, capsys):
         "batch_norm": True,
     }
     assert printed["model"]["head"] == {"name": "deeplab_largefov", "fc_channels": 64}
-    assert printed["data"]["batch_size"] == 8 and printed["data"]["scale_range"] == [1.0]
+    assert printed["data"]["batch_size"] == 8 and printed["data"]["mean"] == [0.5, 0.5, 0.5]
     assert (printed["train"]["epochs"], printed["train"]["lr"]) == (4, 0.001)
     assert printed["postprocessors"] == [{"name": "densecrf", "iterations": 3}]
 

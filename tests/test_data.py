@@ -8,6 +8,8 @@ import torch
 from PIL import Image, ImageFile
 
 from segkit import DataError
+from segkit.core import default_registry
+from segkit.core.config import DataConfig, Part
 from segkit.data import (
     IGNORE_INDEX,
     EvalSet,
@@ -16,6 +18,7 @@ from segkit.data import (
     Sample,
     TrainingSet,
     TrainTransform,
+    build_train_transform,
     check_sample,
     collate_eval,
     denormalize,
@@ -244,32 +247,44 @@ def decode_mask(image_tensor: torch.Tensor) -> np.ndarray:
     return (pixels[0].astype(int) + 10) // 20
 
 
+def make_transform(
+    crop: int, scale: tuple[float, float] = (1.0, 1.0), flip: bool = True, extra: tuple = ()
+) -> TrainTransform:
+    """The config's way: [[data.augment]] steps built through the plugin registry."""
+    steps = [Part("random_scale", {"range": list(scale)})] if scale != (1.0, 1.0) else []
+    steps += [Part("hflip")] if flip else []
+    data = DataConfig(crop_size=crop, augment=[*steps, *extra], mean=list(MEAN), std=list(STD))
+    return build_train_transform(data, default_registry())
+
+
 def test_train_transform_shapes_and_types():
-    image, mask = TrainTransform(16, (0.5, 1.5), True, MEAN, STD)(
-        striped_sample(), np.random.default_rng(0)
-    )
+    image, mask = make_transform(16, (0.5, 1.5))(striped_sample(), 0)
     assert image.shape == (3, 16, 16) and image.dtype == torch.float32
     assert mask.shape == (16, 16) and mask.dtype == torch.int64
 
 
 def test_train_transform_pads_with_ignore_and_mean_colour():
     sample = striped_sample(24, 40)
-    transform = TrainTransform(64, (1.0, 1.0), False, MEAN, STD)
-    image, mask = transform(sample, np.random.default_rng(1))
-    # Only the padding can be ignore, and everything but the original 24×40 is padding.
-    assert int((mask == IGNORE_INDEX).sum()) == 64 * 64 - 24 * 40
-    np.testing.assert_array_equal(mask[:24, :40].numpy(), sample.mask)
-    assert (mask[24:] == IGNORE_INDEX).all() and (mask[:, 40:] == IGNORE_INDEX).all()
-    # The mean colour normalises to (almost) zero.
-    assert image[:, 30:, 50:].abs().max().item() < 0.02
+    transform = make_transform(64, flip=False)
+    for seed in range(4):
+        image, mask = transform(sample, seed)
+        # Only the padding is ignore, and the whole 24×40 image is inside the crop
+        # (at a random place).
+        labelled = (mask != IGNORE_INDEX).nonzero()
+        top, left = labelled.min(0).values.tolist()
+        assert int((mask == IGNORE_INDEX).sum()) == 64 * 64 - 24 * 40
+        np.testing.assert_array_equal(mask[top : top + 24, left : left + 40].numpy(), sample.mask)
+        # The mean colour normalises to (almost) zero.
+        padding = (mask == IGNORE_INDEX)[None].expand_as(image)
+        assert image[padding].abs().max().item() < 0.02
 
 
 def test_train_transform_flips_image_and_mask_together():
     sample = striped_sample(24, 24)  # the crop is the whole image
-    transform = TrainTransform(24, (1.0, 1.0), True, MEAN, STD)
+    transform = make_transform(24, flip=True)
     outcomes = set()
     for seed in range(12):
-        image, mask = transform(sample, np.random.default_rng(seed))
+        image, mask = transform(sample, seed)
         np.testing.assert_array_equal(decode_mask(image), mask.numpy())
         if np.array_equal(mask.numpy(), sample.mask[:, ::-1]):
             outcomes.add("flipped")
@@ -277,14 +292,14 @@ def test_train_transform_flips_image_and_mask_together():
             np.testing.assert_array_equal(mask.numpy(), sample.mask)
             outcomes.add("kept")
     assert outcomes == {"flipped", "kept"}
-    no_flip = TrainTransform(24, (1.0, 1.0), False, MEAN, STD)
+    no_flip = make_transform(24, flip=False)
     for seed in range(6):
-        np.testing.assert_array_equal(no_flip(sample, np.random.default_rng(seed))[1], sample.mask)
+        np.testing.assert_array_equal(no_flip(sample, seed)[1], sample.mask)
 
 
 def test_train_transform_scale_keeps_alignment_inside_regions():
     sample = striped_sample(48, 80)
-    image, mask = TrainTransform(40, (1.5, 1.5), True, MEAN, STD)(sample, np.random.default_rng(3))
+    image, mask = make_transform(40, (1.5, 1.5))(sample, 3)
     decoded = decode_mask(image)
     # Bilinear and nearest resizing agree away from the stripe edges.
     agree = (decoded == mask.numpy()).mean()
@@ -292,19 +307,53 @@ def test_train_transform_scale_keeps_alignment_inside_regions():
     assert set(np.unique(mask.numpy())) <= set(np.unique(sample.mask))
 
 
-def test_train_transform_is_deterministic_given_the_generator():
+def test_rotation_fills_the_mask_with_ignore_and_keeps_labels():
+    sample = striped_sample(40, 40)
+    transform = make_transform(40, flip=False, extra=(Part("rotation", {"degrees": 45.0}),))
+    rotated = [transform(sample, seed)[1] for seed in range(6)]
+    assert any((m == IGNORE_INDEX).any() for m in rotated)  # corners rotated in
+    for mask in rotated:
+        assert set(mask.unique().tolist()) <= {*np.unique(sample.mask).tolist(), IGNORE_INDEX}
+
+
+def test_photometric_steps_leave_the_mask_alone():
+    sample = striped_sample(32, 32)
+    steps = (
+        Part("color_jitter", {"brightness": 0.5, "hue": 0.2}),
+        Part("gaussian_blur", {"p": 1.0}),
+    )
+    plain = make_transform(32, flip=False)
+    transform = make_transform(32, flip=False, extra=steps)
+    for seed in range(4):
+        image, mask = transform(sample, seed)
+        np.testing.assert_array_equal(mask.numpy(), sample.mask)
+        assert not torch.equal(image, plain(sample, seed)[0])
+
+
+def test_train_transform_is_deterministic_given_the_seed_and_leaves_torch_alone():
     sample = striped_sample()
-    transform = TrainTransform(20, (0.5, 2.0), True, MEAN, STD)
-    first = transform(sample, np.random.default_rng(42))
-    second = transform(sample, np.random.default_rng(42))
-    third = transform(sample, np.random.default_rng(43))
+    transform = make_transform(20, (0.5, 2.0))
+    torch.manual_seed(123)
+    before = torch.rand(3)
+    torch.manual_seed(123)
+    first = transform(sample, 42)
+    assert torch.equal(torch.rand(3), before)  # the caller's random state is untouched
+    second = transform(sample, 42)
+    third = transform(sample, 43)
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
     assert not torch.equal(first[0], third[0])
 
 
 def test_train_transform_needs_a_mask():
     with pytest.raises(DataError, match="training needs masks"):
-        TrainTransform(8)(Sample(random_image(), None, "x"), np.random.default_rng(0))
+        make_transform(8)(Sample(random_image(), None, "x"), 0)
+
+
+def test_steps_that_change_the_size_after_the_crop_are_named():
+    steps = (Part("random_crop", {"size": 16}), Part("random_scale", {"range": [2.0, 2.0]}))
+    transform = make_transform(16, flip=False, extra=steps)
+    with pytest.raises(DataError, match="put random_crop after every step that changes the size"):
+        transform(striped_sample(), 0)
 
 
 def test_eval_transform_keeps_full_size():
@@ -331,7 +380,7 @@ class ListDataset(FileDataset):
 
 def test_training_set_is_reproducible_and_varies_by_epoch_and_index():
     dataset = ListDataset([striped_sample(), striped_sample()])
-    transform = TrainTransform(16, (0.5, 1.5), True, MEAN, STD)
+    transform = make_transform(16, (0.5, 1.5))
     a, b = TrainingSet(dataset, transform, seed=7), TrainingSet(dataset, transform, seed=7)
     assert torch.equal(a[0][0], b[0][0])
     epoch0 = a[0][0]

@@ -13,12 +13,13 @@ from segkit_plugins import datasets
 from segkit_plugins.datasets import SHAPES, build_folder, build_synthetic, build_voc
 
 from segkit import DataError
-from segkit.core import load_plugins
+from segkit.core import default_registry, load_plugins
+from segkit.core.config import DataConfig, Part
 from segkit.data import (
     SegmentationDataset,
     TrainingSet,
-    TrainTransform,
     build_dataset,
+    build_train_transform,
     voc_palette,
 )
 from segkit.report import save_mask_png
@@ -347,7 +348,9 @@ def test_synthetic_is_reproducible_through_dataloader_workers():
     dataset = build_synthetic("train", seed=2, train_size=8)
     dataset[0]  # fill the cache; pickling must not carry it
     assert len(pickle.loads(pickle.dumps(dataset))._cache) == 0
-    training_set = TrainingSet(dataset, TrainTransform(64, (0.5, 1.0)), seed=5)
+    data = DataConfig(crop_size=64, augment=[Part("random_scale", {"range": [0.5, 1.0]})])
+    transform = build_train_transform(data, default_registry())
+    training_set = TrainingSet(dataset, transform, seed=5)
 
     def batches(workers):
         loader = torch.utils.data.DataLoader(training_set, batch_size=4, num_workers=workers)

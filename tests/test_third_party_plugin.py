@@ -81,3 +81,41 @@ def test_installed_plugin_passes_segkit_conformance(plugin_site, tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert " 0 passed" not in result.stdout and "passed" in result.stdout, result.stdout
+
+
+TVERSKY = Path(__file__).resolve().parent.parent / "examples" / "segkit-tversky"
+
+
+def test_a_third_party_loss_trains_a_run(tmp_path):
+    """A package adds a loss through the entry-point group; a config sums it with another."""
+    site = tmp_path / "site"
+    subprocess.run(
+        [
+            sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+            "--no-build-isolation", "--disable-pip-version-check",
+            "--target", str(site), str(TVERSKY),
+        ],
+        check=True,
+        timeout=600,
+    )  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(site), "COLUMNS": "250"}
+    listed = subprocess.run(
+        [sys.executable, "-m", "segkit", "plugins"], env=env, capture_output=True, text=True
+    )
+    assert listed.returncode == 0, listed.stderr
+    row = next(line for line in listed.stdout.splitlines() if "segkit-tversky" in line)
+    assert "tversky" in row and "loaded" in row
+    losses = listed.stdout[listed.stdout.index("losses") :]
+    assert "Tversky loss" in losses  # listed with the other losses
+    from tests.tiny import write_tiny_config
+
+    config = write_tiny_config(tmp_path, epochs=1, every=1)
+    loss = "train.loss=[{name='cross_entropy'}, {name='tversky', beta=0.8, weight=0.5}]"
+    run = subprocess.run(
+        [sys.executable, "-m", "segkit", "run", str(config), "--run-dir", str(tmp_path / "run"),
+         "--set", loss],
+        env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    saved = (tmp_path / "run" / "config.toml").read_text()
+    assert 'name = "tversky"' in saved and "beta = 0.8" in saved

@@ -48,6 +48,16 @@ class Part:
 
 
 @dataclass
+class LossTerm(Part):
+    """A loss in ``[[train.loss]]``: a plugin part with its weight in the sum."""
+
+    weight: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "weight": self.weight, **self.params}
+
+
+@dataclass
 class ModelConfig:
     backbone: Part
     head: Part
@@ -63,8 +73,13 @@ class DataConfig:
     batch_size: int = _help("training images per batch (per process)", 8)
     workers: int = _help("data-loading worker processes", 2)
     crop_size: int = _help("square training crop; padded with ignore where smaller", 321)
-    scale_range: list[float] = _help("random rescale range for training", [0.5, 1.5])
-    flip: bool = _help("random horizontal flip for training", True)
+    augment: list[Part] = field(
+        default_factory=lambda: [Part("random_scale", {"range": [0.5, 1.5]}), Part("hflip")],
+        metadata={
+            "help": "training augmentation steps ([[data.augment]]); a random_crop to "
+            "crop_size ends the list unless it has one"
+        },
+    )
     mean: list[float] = _help("normalisation mean (RGB, 0..1)", [0.485, 0.456, 0.406])
     std: list[float] = _help("normalisation std (RGB, 0..1)", [0.229, 0.224, 0.225])
 
@@ -73,10 +88,20 @@ class DataConfig:
 class TrainConfig:
     epochs: int = _help("number of passes over the training split", 30)
     lr: float = _help("base learning rate", 0.001)
-    momentum: float = _help("SGD momentum", 0.9)
-    weight_decay: float = _help("SGD weight decay", 0.0005)
-    poly_power: float = _help("poly learning-rate power: lr * (1 - it/max_it)^power", 0.9)
     head_lr_mult: float = _help("learning-rate multiplier for the head (DeepLab uses 10)", 1.0)
+    loss: list[LossTerm] = field(
+        default_factory=lambda: [LossTerm("cross_entropy")],
+        metadata={"help": "losses summed with their weights ([[train.loss]])"},
+    )
+    optimizer: Part = field(
+        default_factory=lambda: Part("sgd"), metadata={"help": "the optimizer and its settings"}
+    )
+    schedule: Part = field(
+        default_factory=lambda: Part("poly"),
+        metadata={"help": "the learning-rate schedule, stepped per iteration"},
+    )
+    warmup_iterations: int = _help("linear learning-rate warm-up over the first N iterations", 0)
+    norm_bias_decay: bool = _help("apply weight decay to norm weights and biases too", False)
     device: str = _help("'auto', 'cpu', 'cuda' or 'cuda:N'", "auto")
     amp: bool | None = _help("mixed precision; default: on for CUDA", None)
     channels_last: bool | None = _help("channels_last memory format; default: on for CUDA", None)
@@ -129,6 +154,10 @@ _PART_KIND = {
     "head": "head",
     "upsampler": "upsampler",
     "dataset": "dataset",
+    "optimizer": "optimizer",
+    "schedule": "schedule",
+    "loss": "loss",
+    "augment": "augmentation",
 }
 _RUN_STEPS = ("train", "evaluate", "predict")
 
@@ -143,13 +172,21 @@ def _to_plain(value: Any) -> Any:
     return value
 
 
-def _parse_part(table: Any, where: str, kind: str, registry: Registry | None) -> Part:
+def _parse_part(
+    table: Any, where: str, kind: str, registry: Registry | None, cls: type[Part] = Part
+) -> Part:
     if isinstance(table, str):
         table = {"name": table}
     if not isinstance(table, Mapping) or "name" not in table:
         raise ConfigError(f"{where}: expected a table with a 'name' key, e.g. name = \"...\"")
     params = {k: v for k, v in table.items() if k != "name"}
-    part = Part(str(table["name"]), params)
+    if cls is LossTerm:
+        weight = params.pop("weight", 1.0)
+        if isinstance(weight, bool) or not isinstance(weight, int | float):
+            raise ConfigError(f"{where}: weight must be a number, got {weight!r}")
+        part: Part = LossTerm(str(table["name"]), params, float(weight))
+    else:
+        part = Part(str(table["name"]), params)
     if registry is not None:
         try:
             component = registry.get(kind, part.name)
@@ -179,10 +216,22 @@ def _parse_section(cls: type, table: Any, where: str, registry: Registry | None)
         value, hint = table[name], hints[name]
         if hint is Part:
             values[name] = _parse_part(value, f"{where}.{name}", _PART_KIND[name], registry)
+        elif typing.get_origin(hint) is list and typing.get_args(hint)[0] in (Part, LossTerm):
+            values[name] = _parse_parts(
+                value, f"{where}.{name}", _PART_KIND[name], registry, typing.get_args(hint)[0]
+            )
         else:
             help_text = f.metadata.get("help", "")
             values[name] = Param(name, hint, None, help_text).check(value, where)
     return cls(**values)
+
+
+def _parse_parts(
+    value: Any, where: str, kind: str, registry: Registry | None, cls: type[Part]
+) -> list[Part]:
+    """A list of parts: one name, one table, or an array of names and tables."""
+    items = value if isinstance(value, list) else [value]
+    return [_parse_part(item, f"{where}[{i}]", kind, registry, cls) for i, item in enumerate(items)]
 
 
 def upgrade(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -202,11 +251,73 @@ def upgrade(raw: Mapping[str, Any]) -> dict[str, Any]:
     return raw
 
 
+#: Keys of the fixed recipe that plugin parts replaced: old key -> (new part, its parameter).
+_RECIPE_KEYS = {
+    "train": {
+        "momentum": ("optimizer", "sgd", "momentum"),
+        "weight_decay": ("optimizer", "sgd", "weight_decay"),
+        "poly_power": ("schedule", "poly", "power"),
+    },
+}
+
+
+def upgrade_recipe(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Configs written when the training recipe was fixed keep working.
+
+    ``train.momentum``/``weight_decay`` become parameters of ``[train.optimizer]``
+    (SGD), ``train.poly_power`` of ``[train.schedule]`` (poly), and
+    ``data.scale_range``/``data.flip`` the steps ``random_scale`` and ``hflip`` of
+    ``[[data.augment]]``.  Run after bases are merged, so a variant that changes one
+    old key keeps its base's others.
+    """
+    raw = dict(raw)
+    train = raw.get("train")
+    if isinstance(train, Mapping):
+        train = dict(train)
+        for old, (section, part, param) in _RECIPE_KEYS["train"].items():
+            if old not in train:
+                continue
+            table = train.get(section, {"name": part})
+            if isinstance(table, str):
+                table = {"name": table}
+            if not isinstance(table, Mapping) or table.get("name") != part:
+                raise ConfigError(
+                    f"train.{old} is a parameter of the {section} '{part}'; with another "
+                    f"{section}, set it in [train.{section}] instead"
+                )
+            train[section] = {**table, param: train.pop(old)}
+        raw["train"] = train
+    data = raw.get("data")
+    if isinstance(data, Mapping) and ("scale_range" in data or "flip" in data):
+        data = dict(data)
+        if "augment" in data:
+            raise ConfigError(
+                "data.scale_range and data.flip are steps of [[data.augment]] now; the config "
+                "gives both: write them as random_scale and hflip steps"
+            )
+        scale_range, flip = data.pop("scale_range", [0.5, 1.5]), data.pop("flip", True)
+        numbers = isinstance(scale_range, list) and len(scale_range) == 2
+        if not numbers or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in scale_range
+        ):
+            raise ConfigError(f"data.scale_range must be [low, high], got {scale_range!r}")
+        if not isinstance(flip, bool):
+            raise ConfigError(f"data.flip must be true or false, got {flip!r}")
+        steps: list[dict[str, Any]] = []
+        if scale_range != [1, 1]:
+            steps.append({"name": "random_scale", "range": scale_range})
+        if flip:
+            steps.append({"name": "hflip"})
+        data["augment"] = steps
+        raw["data"] = data
+    return raw
+
+
 def config_from_dict(
     raw: Mapping[str, Any], name: str = "config", registry: Registry | None = None
 ) -> Config:
     """Validate a parsed TOML mapping.  With ``registry``, plugin parts are checked too."""
-    raw = upgrade(raw)
+    raw = upgrade_recipe(upgrade(raw))
     sections = {
         "model": ModelConfig,
         "data": DataConfig,

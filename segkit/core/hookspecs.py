@@ -79,6 +79,46 @@ def register_datasets(register: Register) -> None:
 
 
 @hookspec
+def register_losses(register: Register) -> None:
+    """Register training losses: ``factory(task: segkit.train.LossTask, **params)``.
+
+    The returned callable maps logits N×C×H×W (float32) and targets N×H×W (int64,
+    ``task.ignore_index`` where unlabelled) to a scalar tensor.  A batch without a
+    labelled pixel must give zero (not NaN).  ``task.class_frequencies()`` gives the
+    training masks' class frequencies, computed once per run on first use.
+    """
+
+
+@hookspec
+def register_optimizers(register: Register) -> None:
+    """Register optimizers: ``factory(param_groups, **params) -> torch.optim.Optimizer``.
+
+    ``param_groups`` is a list of dicts with ``params`` and ``lr`` (the schedule's
+    base rate for that group), and ``weight_decay = 0.0`` on groups exempt from it;
+    the factory passes them to the optimizer as they are.
+    """
+
+
+@hookspec
+def register_schedules(register: Register) -> None:
+    """Register learning-rate schedules: ``factory(total_iterations, **params)``.
+
+    The returned callable maps an iteration (0-based) to a factor of each group's
+    base learning rate.  segkit steps it once per iteration and adds the warm-up.
+    """
+
+
+@hookspec
+def register_augmentations(register: Register) -> None:
+    """Register training augmentations: ``factory(data: segkit.data.AugmentData, **params)``.
+
+    The returned ``torchvision.transforms.v2`` transform is called with a
+    ``tv_tensors.Image`` (uint8) and a ``tv_tensors.Mask`` and returns both; it draws
+    its randomness from torch's generator, which segkit seeds per sample.
+    """
+
+
+@hookspec
 def on_run_start(run: Run) -> None:
     """A run begins: ``run.config``, ``run.run_dir``, ``run.class_names`` are set."""
 

@@ -13,7 +13,7 @@ import pluggy
 
 from segkit.core import hookspecs
 from segkit.core.errors import PluginError, did_you_mean
-from segkit.core.registry import KINDS, Register, Registry, SchemaMismatch
+from segkit.core.registry import KINDS, PLURAL, Register, Registry, SchemaMismatch
 
 ENTRY_POINT_GROUP = "segkit"
 DISABLE_ENV = "SEGKIT_DISABLE_PLUGINS"
@@ -123,7 +123,7 @@ def _register(plugins: Plugins, name: str, module: object, dist: str, version: s
     try:
         _check_hook_names(manager, name)
         for kind in KINDS:
-            hook = getattr(manager.hook, f"register_{kind}s")
+            hook = getattr(manager.hook, f"register_{PLURAL[kind]}")
             impls = [impl for impl in hook.get_hookimpls() if impl.plugin_name == name]
             for impl in impls:
                 impl.function(register=Register(registry, kind, name))

@@ -15,8 +15,22 @@ from typing import Any, Literal
 
 from segkit.core.errors import ConfigError, PluginError, did_you_mean
 
-#: The hook points that register names, in the order they appear in a model and a run.
-KINDS = ("backbone", "head", "upsampler", "postprocessor", "dataset")
+#: The hook points that register names: the model's parts in the order they meet an
+#: image, then the data, then the training recipe.
+KINDS = (
+    "backbone",
+    "head",
+    "upsampler",
+    "postprocessor",
+    "dataset",
+    "loss",
+    "optimizer",
+    "schedule",
+    "augmentation",
+)
+
+#: Each kind's plural: its registration hook is ``register_<plural>``.
+PLURAL = {kind: kind + "s" for kind in KINDS} | {"loss": "losses"}
 
 #: The positional context each kind's factory receives before the user's parameters.
 CONTEXT = {
@@ -25,6 +39,10 @@ CONTEXT = {
     "upsampler": ("num_classes", "stride", "offset"),
     "postprocessor": (),
     "dataset": ("split",),
+    "loss": ("task",),
+    "optimizer": ("param_groups",),
+    "schedule": ("total_iterations",),
+    "augmentation": ("data",),
 }
 
 

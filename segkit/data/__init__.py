@@ -32,16 +32,20 @@ from segkit.data.loading import (
 from segkit.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    AugmentData,
     EvalTransform,
     TrainTransform,
+    build_train_transform,
     denormalize,
     normalize,
+    sample_seed,
 )
 
 __all__ = [
     "IGNORE_INDEX",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "AugmentData",
     "EvalItem",
     "EvalSet",
     "EvalTransform",
@@ -55,6 +59,7 @@ __all__ = [
     "as_palette",
     "build_dataset",
     "build_splits",
+    "build_train_transform",
     "check_sample",
     "collate_eval",
     "denormalize",
@@ -62,6 +67,7 @@ __all__ = [
     "normalize",
     "read_image",
     "read_mask",
+    "sample_seed",
     "select_split",
     "to_device",
     "voc_palette",

@@ -18,15 +18,15 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from segkit.data.dataset import IGNORE_INDEX, SegmentationDataset
-from segkit.data.transforms import EvalTransform, TrainTransform
+from segkit.data.transforms import EvalTransform, TrainTransform, sample_seed
 
 
 class TrainingSet(Dataset):
     """A dataset seen through a :class:`TrainTransform`: ``ts[i] -> (image, mask)``.
 
-    Sample ``i`` of epoch ``e`` is transformed with ``numpy.random.default_rng((seed,
-    e, i))``, so a run is reproducible whatever the number of workers, and every
-    sample and epoch draws differently.  Call :meth:`set_epoch` before creating each
+    Sample ``i`` of epoch ``e`` is transformed with the seed ``sample_seed(seed, e,
+    i)``, so a run is reproducible whatever the number of workers, and every sample
+    and epoch draws differently.  Call :meth:`set_epoch` before creating each
     epoch's DataLoader iterator (workers copy the dataset when they start, so with
     ``persistent_workers=True`` the epoch would not reach them).
     """
@@ -44,8 +44,8 @@ class TrainingSet(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        rng = np.random.default_rng((self.seed, self.epoch, index))
-        return self.transform(self.dataset[index], rng)
+        seed = sample_seed(self.seed, self.epoch, index)
+        return self.transform(self.dataset[index], seed)
 
 
 @dataclass

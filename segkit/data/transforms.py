@@ -1,15 +1,26 @@
-"""The joint image/mask transforms: training augmentation and full-size evaluation input."""
+"""The joint image/mask transforms: training augmentation and full-size evaluation input.
+
+Training augmentation is a list of steps on ``torchvision.transforms.v2`` (which moves
+an image and its ``tv_tensors.Mask`` together: nearest-neighbour for the mask, the
+ignore value where pixels are padded or rotated in), registered by plugins and named
+in the config's ``[[data.augment]]``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
+from torchvision import tv_tensors
+from torchvision.transforms import v2
 
-from segkit.core.errors import DataError
+from segkit.core.config import DataConfig
+from segkit.core.errors import ConfigError, DataError
+from segkit.core.registry import Registry
 from segkit.data.dataset import IGNORE_INDEX, Sample
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -49,81 +60,92 @@ def denormalize(
     return pixels.round_().clamp_(0, 255).to(torch.uint8)
 
 
-def _resize(array: np.ndarray, height: int, width: int, resample: Image.Resampling) -> np.ndarray:
-    return np.array(Image.fromarray(array).resize((width, height), resample))
+@dataclass(frozen=True)
+class AugmentData:
+    """What an augmentation factory knows of the data: the crop and the fill values.
+
+    ``fill`` is the mean colour as uint8 RGB (padding that normalises to zero) and
+    ``ignore_index`` the mask value of padded or rotated-in pixels.
+    """
+
+    crop_size: int
+    fill: tuple[int, int, int]
+    ignore_index: int = IGNORE_INDEX
+
+
+def sample_seed(*parts: int) -> int:
+    """One 63-bit seed from integers (run seed, epoch, index), the same in every process."""
+    return int(np.random.SeedSequence([int(p) % 2**63 for p in parts]).generate_state(1)[0])
 
 
 class TrainTransform:
-    """Random scale, pad, crop and flip of an image and its mask, in that order.
+    """A training pipeline of joint image/mask steps, then normalisation.
 
-    Called as ``transform(sample, rng)`` with a ``numpy.random.Generator``; returns
-    ``(image, mask)``: a 3×crop×crop float32 normalised tensor and a crop×crop int64
-    tensor.  The image is rescaled bilinearly and the mask by nearest neighbour by a
-    factor drawn from ``scale_range``; where the result is smaller than the crop it
-    is padded (bottom and right) with the mean colour and with 255 (ignored by the
-    loss); then a random crop_size window is taken and, with ``flip``, mirrored
-    left-right with probability 1/2.  The same ``rng`` state gives the same output.
+    ``pipeline`` is called with a ``tv_tensors.Image`` (3×H×W uint8) and a
+    ``tv_tensors.Mask`` (H×W uint8) and returns both at the crop size.  Called as
+    ``transform(sample, seed)``: the steps draw from torch's generator seeded with
+    ``seed`` inside :func:`torch.random.fork_rng`, so the same seed gives the same
+    output in any process and the caller's random state is left as it was.
+    Returns a 3×H×W float32 normalised image and an H×W int64 mask.
     """
 
     def __init__(
         self,
+        pipeline: Callable[[Any, Any], tuple[Any, Any]],
         crop_size: int,
-        scale_range: Sequence[float] = (0.5, 1.5),
-        flip: bool = True,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
     ) -> None:
-        if crop_size < 1:
-            raise DataError(f"data.crop_size must be positive, got {crop_size}")
-        low, high = (float(s) for s in scale_range)
-        if not 0 < low <= high:
-            raise DataError(
-                f"data.scale_range must be [low, high] with 0 < low <= high, got "
-                f"{list(scale_range)}"
-            )
+        self.pipeline = pipeline
         self.crop_size = crop_size
-        self.scale_range = (low, high)
-        self.flip = flip
-        self.mean = tuple(float(m) for m in mean)
-        self.std = tuple(float(s) for s in std)
-        _stats(self.mean, "mean")  # fail early on a malformed config
-        _stats(self.std, "std")
-        self._fill = np.array([round(255 * m) for m in self.mean], dtype=np.uint8)
+        mean_, std_ = _stats(mean, "mean"), _stats(std, "std")
+        if bool((std_ <= 0).any()):
+            raise DataError(f"data.std must be positive, got {list(std)}")
+        # (x / 255 - mean) / std as one multiply and one subtract per pixel
+        self._scale = 1 / (255 * std_)
+        self._shift = mean_ / std_
 
-    def __call__(self, sample: Sample, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
+    def __call__(self, sample: Sample, seed: int) -> tuple[Tensor, Tensor]:
         if sample.mask is None:
             raise DataError(
                 f"training needs masks but {sample.path or sample.name} has none; train on a "
                 f"split with annotations"
             )
-        image, mask = sample.image, sample.mask
-        height, width = mask.shape
-        scale = rng.uniform(*self.scale_range)
-        new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
-        if (new_h, new_w) != (height, width):
-            image = _resize(image, new_h, new_w, Image.Resampling.BILINEAR)
-            mask = _resize(mask, new_h, new_w, Image.Resampling.NEAREST)
-
-        crop = self.crop_size
-        if new_h < crop or new_w < crop:
-            padded_h, padded_w = max(new_h, crop), max(new_w, crop)
-            padded_image = np.empty((padded_h, padded_w, 3), dtype=np.uint8)
-            padded_image[:] = self._fill
-            padded_image[:new_h, :new_w] = image
-            padded_mask = np.full((padded_h, padded_w), IGNORE_INDEX, dtype=np.uint8)
-            padded_mask[:new_h, :new_w] = mask
-            image, mask = padded_image, padded_mask
-
-        top = int(rng.integers(0, mask.shape[0] - crop + 1))
-        left = int(rng.integers(0, mask.shape[1] - crop + 1))
-        image = image[top : top + crop, left : left + crop]
-        mask = mask[top : top + crop, left : left + crop]
-        if self.flip and rng.random() < 0.5:
-            image, mask = image[:, ::-1], mask[:, ::-1]
-        return (
-            normalize(image, self.mean, self.std),
-            torch.from_numpy(mask.astype(np.int64)),
+        image = tv_tensors.Image(
+            torch.from_numpy(np.ascontiguousarray(sample.image)).permute(2, 0, 1)
         )
+        mask = tv_tensors.Mask(torch.from_numpy(np.ascontiguousarray(sample.mask)))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            image, mask = self.pipeline(image, mask)
+        if tuple(mask.shape) != (self.crop_size, self.crop_size):
+            raise DataError(
+                f"the augmentation steps give {mask.shape[0]}x{mask.shape[1]} crops, not "
+                f"data.crop_size {self.crop_size}: put random_crop after every step that "
+                f"changes the size, with the size of data.crop_size"
+            )
+        pixels = image.as_subclass(Tensor).to(torch.float32).mul_(self._scale).sub_(self._shift)
+        return pixels.contiguous(), mask.as_subclass(Tensor).to(torch.int64)
+
+
+def build_train_transform(data: DataConfig, registry: Registry) -> TrainTransform:
+    """The config's ``[[data.augment]]`` steps, ending in a crop to ``data.crop_size``.
+
+    Every image of a batch must have one size, so a ``random_crop`` is appended when
+    the list has none.
+    """
+    if data.crop_size < 1:
+        raise ConfigError(f"data.crop_size must be positive, got {data.crop_size}")
+    mean = _stats(data.mean, "mean")
+    fill = tuple(int(v) for v in (mean.flatten() * 255).round().clamp(0, 255).tolist())
+    context = AugmentData(data.crop_size, fill)  # type: ignore[arg-type]
+    steps = [
+        registry.get("augmentation", step.name).build(context, params=step.params)
+        for step in data.augment
+    ]
+    if not any(step.name == "random_crop" for step in data.augment):
+        steps.append(registry.get("augmentation", "random_crop").build(context))
+    return TrainTransform(v2.Compose(steps), data.crop_size, data.mean, data.std)
 
 
 class EvalTransform:

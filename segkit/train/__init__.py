@@ -7,21 +7,33 @@ from segkit.train.checkpoints import RunCheckpoints, unwrap
 from segkit.train.context import Run, default_run_dir, prepare_output_dir
 from segkit.train.distributed import Processes, leave_process_group
 from segkit.train.evaluation import Evaluator
+from segkit.train.recipe import (
+    LossTask,
+    SummedLoss,
+    build_loss,
+    build_optimizer,
+    build_schedule,
+    param_groups,
+)
 from segkit.train.runner import Runner, run_config, seed_everything
-from segkit.train.step import make_optimizer, poly_lambda, train_step
+from segkit.train.step import train_step
 from segkit.train.trainer import Trainer
 
 __all__ = [
     "Evaluator",
+    "LossTask",
     "Processes",
     "Run",
     "RunCheckpoints",
     "Runner",
+    "SummedLoss",
     "Trainer",
+    "build_loss",
+    "build_optimizer",
+    "build_schedule",
     "default_run_dir",
     "leave_process_group",
-    "make_optimizer",
-    "poly_lambda",
+    "param_groups",
     "prepare_output_dir",
     "run_config",
     "seed_everything",

@@ -27,7 +27,7 @@ from segkit.core.manager import Plugins
 from segkit.data.dataset import build_splits
 from segkit.data.files import read_image
 from segkit.data.loading import ShardSampler, TrainingSet, make_loader
-from segkit.data.transforms import TrainTransform
+from segkit.data.transforms import build_train_transform
 from segkit.infer.device import Precision, resolve_device
 from segkit.infer.postprocess import PostprocessChain
 from segkit.infer.segmenter import Segmenter
@@ -123,9 +123,7 @@ class Runner:
         """The augmented training split, this process's sampler and their DataLoader."""
         cfg, processes = self.config, self.run.processes
         data = cfg.data
-        transform = TrainTransform(
-            data.crop_size, tuple(data.scale_range), data.flip, data.mean, data.std
-        )
+        transform = build_train_transform(data, self.run.plugins.registry)
         assert self.splits.train is not None, "the training split is built when training"
         training_set = TrainingSet(self.splits.train, transform, seed=cfg.train.seed)
         sampler = ShardSampler(

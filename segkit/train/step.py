@@ -1,7 +1,7 @@
-"""One training step and what drives it: the optimizer, the poly schedule, the loss check.
+"""One training step: forward, the config's loss, backward, the optimizer and schedule.
 
-The recipe here is the papers': SGD with a head learning-rate multiplier, DeepLab's
-poly schedule, per-pixel cross-entropy that ignores label 255.
+What the loss, optimizer and schedule are is the recipe's (:mod:`segkit.train.recipe`);
+a step only checks that the loss is finite before it touches the weights.
 """
 
 from __future__ import annotations
@@ -13,17 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from segkit.core.errors import SegkitError
 from segkit.data.dataset import IGNORE_INDEX
 from segkit.infer.device import Precision
-
-
-def poly_lambda(max_iterations: int, power: float) -> Callable[[int], float]:
-    """The DeepLab "poly" schedule: lr * (1 - it / max_it) ** power."""
-    return lambda it: max(0.0, 1 - it / max(1, max_iterations)) ** power
 
 
 def set_base_lrs(optimizer: torch.optim.Optimizer, scheduler: Any, base_lrs: list[float]) -> None:
@@ -36,21 +30,6 @@ def set_base_lrs(optimizer: torch.optim.Optimizer, scheduler: Any, base_lrs: lis
         group["lr"] = base * factor(scheduler.last_epoch)
 
 
-def make_optimizer(
-    model: nn.Module, lr: float, momentum: float, weight_decay: float, head_lr_mult: float
-) -> torch.optim.SGD:
-    groups = model.param_groups()
-    return torch.optim.SGD(
-        [
-            {"params": groups["backbone"], "lr": lr},
-            {"params": groups["head"], "lr": lr * head_lr_mult},
-        ],
-        lr=lr,
-        momentum=momentum,
-        weight_decay=weight_decay,
-    )
-
-
 class NonFiniteLoss(SegkitError):
     """The loss became NaN or infinite."""
 
@@ -59,30 +38,33 @@ class NonFiniteLoss(SegkitError):
 class StepResult:
     loss: float
     images: int
+    unlabelled: int  # images of the batch without a labelled pixel
 
 
 def train_step(
     model: nn.Module,
     images: Tensor,
     masks: Tensor,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     scaler: torch.amp.GradScaler,
     precision: Precision,
 ) -> StepResult:
-    """One SGD step; raises :class:`NonFiniteLoss` before touching the weights."""
+    """One optimizer step; raises :class:`NonFiniteLoss` before touching the weights."""
     with precision.autocast(images.device):
         logits = model(images)
-    loss = F.cross_entropy(logits.float(), masks, ignore_index=IGNORE_INDEX)
+    loss = loss_fn(logits.float(), masks)
     value = loss.item()
     if not math.isfinite(value):
         raise NonFiniteLoss(f"the loss became {value}")
+    unlabelled = int((masks == IGNORE_INDEX).flatten(1).all(1).sum())
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.step(optimizer)
     scaler.update()
     scheduler.step()
-    return StepResult(value, images.shape[0])
+    return StepResult(value, images.shape[0], unlabelled)
 
 
 class Throughput:

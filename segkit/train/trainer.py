@@ -17,10 +17,10 @@ from rich.progress import Progress
 from torch import nn
 from torch.utils.data import DataLoader
 
-from segkit.core.config import Config
-from segkit.core.errors import ConfigError, SegkitError
+from segkit.core.errors import CheckpointError, ConfigError, SegkitError
 from segkit.data.loading import ShardSampler, TrainingSet, to_device
 from segkit.report import write_curves
+from segkit.train import recipe
 from segkit.train import step as steps
 from segkit.train.checkpoints import RunCheckpoints, rng_state, set_rng_state
 from segkit.train.context import Run
@@ -47,18 +47,42 @@ class Trainer:
                 f"data.batch_size {cfg.data.batch_size} is larger than the training split "
                 f"({len(self.training_set)} images per process); lower data.batch_size"
             )
-        self.optimizer, self.scheduler = _optimizer_and_schedule(model, cfg, self.steps_per_epoch)
+        self.loss, self.optimizer, self.scheduler = self._recipe()
+        self.base_lrs = [group["initial_lr"] for group in self.optimizer.param_groups]
         self.scaler = torch.amp.GradScaler(run.device.type, enabled=run.precision.amp)
         self.start_epoch, self.start_step, self.best = 0, 0, -1.0
 
+    def _recipe(self) -> tuple[recipe.SummedLoss, torch.optim.Optimizer, Any]:
+        """The config's loss, optimizer and schedule, every value checked before a step."""
+        run, train = self.run, self.run.config.train
+        registry = run.plugins.registry
+        num_classes = len(run.class_names)
+        task = recipe.LossTask(
+            num_classes,
+            frequencies=lambda: recipe.cached_frequencies(
+                run.run_dir, self.training_set.dataset, num_classes, train.seed, run.is_main
+            ),
+        )
+        loss = recipe.build_loss(train.loss, task, registry)
+        optimizer = recipe.build_optimizer(self.model, train, registry)
+        total = self.steps_per_epoch * train.epochs
+        scheduler = recipe.build_schedule(
+            optimizer, train.schedule, total, train.warmup_iterations, registry
+        )
+        return loss, optimizer, scheduler
+
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from a ``last.pt`` state (the weights are already loaded)."""
-        train, run = self.run.config.train, self.run
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        steps.set_base_lrs(
-            self.optimizer, self.scheduler, [train.lr, train.lr * train.head_lr_mult]
-        )
+        run = self.run
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(
+                f"{run.run_dir / 'last.pt'} holds the state of another optimizer ({exc}); "
+                f"resume with the config it was written with, or start a new --run-dir"
+            ) from None
+        steps.set_base_lrs(self.optimizer, self.scheduler, self.base_lrs)
         self.scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
         self.start_epoch, self.start_step = state["epoch"], state["step"]
@@ -115,14 +139,21 @@ class Trainer:
         task = progress.add_task(
             f"epoch {epoch + 1}", total=self.steps_per_epoch, completed=skip, info=""
         )
-        meter, losses = steps.Throughput(), []
+        meter, losses, self.unlabelled = steps.Throughput(), [], 0
         model.train()
         step = skip
         for images, masks in self.loader:
             images, masks = to_device(images, masks, run.device, run.precision.channels_last)
             try:
                 result = steps.train_step(
-                    model, images, masks, self.optimizer, self.scheduler, self.scaler, run.precision
+                    model,
+                    images,
+                    masks,
+                    self.loss,
+                    self.optimizer,
+                    self.scheduler,
+                    self.scaler,
+                    run.precision,
                 )
             except steps.NonFiniteLoss as exc:
                 raise SegkitError(
@@ -131,6 +162,7 @@ class Trainer:
                 ) from None
             step += 1
             losses.append(result.loss)
+            self.unlabelled += result.unlabelled
             rate = meter.add(result.images * run.processes.world)
             lr = self.optimizer.param_groups[0]["lr"]
             progress.update(
@@ -158,6 +190,8 @@ class Trainer:
             "lr": self.optimizer.param_groups[0]["lr"],
             "images_per_s": rate,
         }
+        if self.unlabelled:  # crops without a labelled pixel: counted, they teach nothing
+            record["unlabelled_images"] = self.unlabelled
         every = cfg.eval.every
         if every and (epoch + 1 == cfg.train.epochs or (epoch + 1) % every == 0):
             metrics = self.evaluator.metrics(progress)["raw"]
@@ -199,23 +233,14 @@ class _InterruptFlag:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def _optimizer_and_schedule(
-    model: nn.Module, cfg: Config, steps_per_epoch: int
-) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    train = cfg.train
-    optimizer = steps.make_optimizer(
-        model, train.lr, train.momentum, train.weight_decay, train.head_lr_mult
-    )
-    schedule = steps.poly_lambda(steps_per_epoch * train.epochs, train.poly_power)
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-
-
 def _epoch_line(record: dict[str, Any]) -> str:
     parts = [
         f"epoch {record['epoch']}",
         f"loss {record['loss']:.4f}",
         f"{record['images_per_s']:.1f} img/s",
     ]
+    if record.get("unlabelled_images"):
+        parts.append(f"{record['unlabelled_images']} crops without labels")
     if "miou" in record and record["miou"] is not None:
         parts.append(f"mIoU {record['miou']:.4f}  pixel acc {record['pixel_acc']:.4f}")
     return "  ".join(parts)
