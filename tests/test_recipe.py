@@ -384,3 +384,15 @@ def test_a_resumed_run_continues_the_same_schedule_and_loss_weights(tmp_path):
     expected, resumed = read_metrics(whole), read_metrics(split)
     assert [r["lr"] for r in resumed] == pytest.approx([r["lr"] for r in expected], rel=1e-9)
     assert [r["loss"] for r in resumed] == pytest.approx([r["loss"] for r in expected], rel=1e-5)
+
+
+def test_iterations_set_the_length_whatever_the_dataset_size(tmp_path, capsys):
+    # 8 images in batches of 2: 4 iterations an epoch, so 5 iterations take 2 epochs
+    config = write_tiny_config(tmp_path, epochs=7, every=0, steps='["train"]')
+    run_dir = tmp_path / "run"
+    assert main(["run", str(config), "--run-dir", str(run_dir), "--set", "train.iterations=5"]) == 0
+    assert [r["epoch"] for r in read_metrics(run_dir)] == [1, 2]
+    code = main(
+        ["run", str(config), "--run-dir", str(tmp_path / "r2"), "--set", "train.iterations=0"]
+    )
+    assert code == 2 and "train.iterations must be at least 1, got 0" in capsys.readouterr().err

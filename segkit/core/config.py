@@ -87,6 +87,11 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     epochs: int = _help("number of passes over the training split", 30)
+    iterations: int | None = _help(
+        "train for this many iterations instead of epochs (rounded up to whole epochs), "
+        "so that a recipe's compute does not depend on the dataset's size",
+        None,
+    )
     lr: float = _help("base learning rate", 0.001)
     head_lr_mult: float = _help("learning-rate multiplier for the head (DeepLab uses 10)", 1.0)
     loss: list[LossTerm] = field(

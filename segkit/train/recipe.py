@@ -184,6 +184,26 @@ def build_schedule(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, with_warmup)
 
 
+def build_recipe(
+    train: TrainConfig,
+    model: nn.Module,
+    registry: Registry,
+    num_classes: int,
+    total_iterations: int,
+    frequencies: Callable[[], np.ndarray],
+) -> tuple[SummedLoss, torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """The config's loss, optimizer and schedule, every value checked before a step.
+
+    ``frequencies`` gives the training masks' class shares, for "auto" class weights.
+    """
+    loss = build_loss(train.loss, LossTask(num_classes, frequencies=frequencies), registry)
+    optimizer = build_optimizer(model, train, registry)
+    scheduler = build_schedule(
+        optimizer, train.schedule, total_iterations, train.warmup_iterations, registry
+    )
+    return loss, optimizer, scheduler
+
+
 def count_class_pixels(
     dataset: SegmentationDataset, num_classes: int, limit: int = FREQUENCY_SAMPLE, seed: int = 0
 ) -> np.ndarray:

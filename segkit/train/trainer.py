@@ -47,29 +47,21 @@ class Trainer:
                 f"data.batch_size {cfg.data.batch_size} is larger than the training split "
                 f"({len(self.training_set)} images per process); lower data.batch_size"
             )
-        self.loss, self.optimizer, self.scheduler = self._recipe()
+        self.epochs = _epochs(cfg.train.epochs, cfg.train.iterations, self.steps_per_epoch)
+        num_classes, seed = len(run.class_names), cfg.train.seed
+        self.loss, self.optimizer, self.scheduler = recipe.build_recipe(
+            cfg.train,
+            model,
+            run.plugins.registry,
+            num_classes,
+            self.steps_per_epoch * self.epochs,
+            lambda: recipe.cached_frequencies(
+                run.run_dir, self.training_set.dataset, num_classes, seed, run.is_main
+            ),
+        )
         self.base_lrs = [group["initial_lr"] for group in self.optimizer.param_groups]
         self.scaler = torch.amp.GradScaler(run.device.type, enabled=run.precision.amp)
         self.start_epoch, self.start_step, self.best = 0, 0, -1.0
-
-    def _recipe(self) -> tuple[recipe.SummedLoss, torch.optim.Optimizer, Any]:
-        """The config's loss, optimizer and schedule, every value checked before a step."""
-        run, train = self.run, self.run.config.train
-        registry = run.plugins.registry
-        num_classes = len(run.class_names)
-        task = recipe.LossTask(
-            num_classes,
-            frequencies=lambda: recipe.cached_frequencies(
-                run.run_dir, self.training_set.dataset, num_classes, train.seed, run.is_main
-            ),
-        )
-        loss = recipe.build_loss(train.loss, task, registry)
-        optimizer = recipe.build_optimizer(self.model, train, registry)
-        total = self.steps_per_epoch * train.epochs
-        scheduler = recipe.build_schedule(
-            optimizer, train.schedule, total, train.warmup_iterations, registry
-        )
-        return loss, optimizer, scheduler
 
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from a ``last.pt`` state (the weights are already loaded)."""
@@ -107,7 +99,7 @@ class Trainer:
         }
 
     def fit(self) -> None:
-        run, epochs = self.run, self.run.config.train.epochs
+        run, epochs = self.run, self.epochs
         state = self.checkpoints.resume_state()
         if state is not None:
             self.restore(state)
@@ -193,7 +185,7 @@ class Trainer:
         if self.unlabelled:  # crops without a labelled pixel: counted, they teach nothing
             record["unlabelled_images"] = self.unlabelled
         every = cfg.eval.every
-        if every and (epoch + 1 == cfg.train.epochs or (epoch + 1) % every == 0):
+        if every and (epoch + 1 == self.epochs or (epoch + 1) % every == 0):
             metrics = self.evaluator.metrics(progress)["raw"]
             record.update({k: metrics[k] for k in ("miou", "pixel_acc", "mean_class_acc")})
             if metrics["miou"] is not None and metrics["miou"] > self.best:
@@ -231,6 +223,17 @@ class _InterruptFlag:
     def __exit__(self, *exc: object) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
+
+
+def _epochs(epochs: int, iterations: int | None, steps_per_epoch: int) -> int:
+    """The number of epochs: the config's, or enough whole epochs for ``iterations``."""
+    if iterations is None:
+        if epochs < 1:
+            raise ConfigError(f"train.epochs must be at least 1, got {epochs}")
+        return epochs
+    if iterations < 1:
+        raise ConfigError(f"train.iterations must be at least 1, got {iterations}")
+    return -(-iterations // steps_per_epoch)
 
 
 def _epoch_line(record: dict[str, Any]) -> str:
