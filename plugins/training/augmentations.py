@@ -39,7 +39,8 @@ class RandomScale:
         size = [max(1, round(height * factor)), max(1, round(width * factor))]
         if size == [height, width]:
             return image, mask
-        return F.resize(image, size, antialias=True), F.resize(mask, size)
+        # Antialiasing only matters when shrinking, and its kernel is slower.
+        return F.resize(image, size, antialias=factor < 1), F.resize(mask, size)
 
     def __repr__(self) -> str:
         return f"RandomScale({self.low}, {self.high})"

@@ -8,7 +8,8 @@ in the config's ``[[data.augment]]``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +59,21 @@ def denormalize(
     mean_, std_ = _stats(mean, "mean").to(tensor.device), _stats(std, "std").to(tensor.device)
     pixels = (tensor.float() * std_ + mean_) * 255
     return pixels.round_().clamp_(0, 255).to(torch.uint8)
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Per-sample work on one thread: a crop is too small to share, and on a busy CPU
+    waking a second thread for each small op costs more than the op (6x slower)."""
+    threads = torch.get_num_threads()
+    if threads == 1:  # data-loading workers already run on one
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @dataclass(frozen=True)
@@ -115,17 +131,22 @@ class TrainTransform:
             torch.from_numpy(np.ascontiguousarray(sample.image)).permute(2, 0, 1)
         )
         mask = tv_tensors.Mask(torch.from_numpy(np.ascontiguousarray(sample.mask)))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with torch.random.fork_rng(devices=[]), _one_thread():
+            # The CPU generator only: torch.manual_seed also queues a CUDA seeding,
+            # recording a stack trace each call (a third of the step's time).
+            torch.default_generator.manual_seed(seed)
             image, mask = self.pipeline(image, mask)
-        if tuple(mask.shape) != (self.crop_size, self.crop_size):
-            raise DataError(
-                f"the augmentation steps give {mask.shape[0]}x{mask.shape[1]} crops, not "
-                f"data.crop_size {self.crop_size}: put random_crop after every step that "
-                f"changes the size, with the size of data.crop_size"
-            )
-        pixels = image.as_subclass(Tensor).to(torch.float32).mul_(self._scale).sub_(self._shift)
-        return pixels.contiguous(), mask.as_subclass(Tensor).to(torch.int64)
+            if tuple(mask.shape) != (self.crop_size, self.crop_size):
+                raise DataError(
+                    f"the augmentation steps give {mask.shape[0]}x{mask.shape[1]} crops, not "
+                    f"data.crop_size {self.crop_size}: put random_crop after every step that "
+                    f"changes the size, with the size of data.crop_size"
+                )
+            # The crop is usually a strided view of the decoded H×W×3 array: copying
+            # its bytes first makes the float arithmetic run on contiguous memory (2x).
+            pixels = image.as_subclass(Tensor).contiguous().to(torch.float32)
+            pixels = pixels.mul_(self._scale).sub_(self._shift)
+        return pixels, mask.as_subclass(Tensor).to(torch.int64)
 
 
 def build_train_transform(data: DataConfig, registry: Registry) -> TrainTransform:
