@@ -63,9 +63,8 @@ class InferenceSettings:
 
     def check(self, model: nn.Module) -> None:
         """Fail early when the tile is smaller than the model's output stride."""
-        stride = getattr(getattr(model, "head", None), "stride", None)
-        if self.tiling is not None and isinstance(stride, int):
-            self.tiling.check_stride(stride)
+        if self.tiling is not None:
+            self.tiling.check_stride(output_stride(model))
 
     def describe(self) -> str:
         parts = []
@@ -75,6 +74,12 @@ class InferenceSettings:
         if self.tiling is not None:
             parts.append(f"tiles {self.tiling.size} px, overlap {self.tiling.overlap:g}")
         return "; ".join(parts) or "one pass"
+
+
+def output_stride(model: nn.Module) -> int:
+    """The stride of a segkit model's class scores (its head's); 1 for other networks."""
+    stride = getattr(getattr(model, "head", None), "stride", 1)
+    return stride if isinstance(stride, int) and stride > 0 else 1
 
 
 def predict_probs(
@@ -94,6 +99,6 @@ def predict_probs(
             logits = model(batch)
         return logits.float().softmax(1)
 
-    tiling = settings.tiling
-    forward = one_pass if tiling is None else (lambda batch: tiling(one_pass, batch))
+    tiling, align = settings.tiling, output_stride(model)
+    forward = one_pass if tiling is None else (lambda batch: tiling(one_pass, batch, align))
     return forward(images) if settings.tta is None else settings.tta(forward, images)
