@@ -261,7 +261,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         return 0
     table = Table(title="installed plugins")
     for column in ("plugin", "distribution", "version", "status"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for info in plugins.infos:
         style = "" if info.status == "loaded" else "yellow"
         table.add_row(info.name, info.distribution, info.version, escape(info.status), style=style)
@@ -270,7 +270,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         names = plugins.registry.components[kind]
         table = Table(title=f"{kind}s", show_lines=True)
         for column in ("name", "plugin", "description", "parameters"):
-            table.add_column(column)
+            table.add_column(column, overflow="fold")  # wrap long names, never cut them
         for name in sorted(names):
             comp = names[name]
             params = "\n".join(
