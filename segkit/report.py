@@ -126,6 +126,17 @@ def metrics_table(summary: dict[str, Any], class_names: list[str]) -> Table:
 
 def write_curves(history: list[dict[str, Any]], path: Path) -> None:
     """Loss and validation mIoU per epoch, as a PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = curves_figure(history)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def curves_figure(history: list[dict[str, Any]]) -> Any:
+    """The matplotlib figure of :func:`write_curves` (close it with ``plt.close``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -148,10 +159,7 @@ def write_curves(history: list[dict[str, Any]], path: Path) -> None:
         miou_axis.set_ylabel("validation mIoU", color="tab:red")
         miou_axis.set_ylim(0, 1)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
+    return fig
 
 
 def _full_palette(palette: np.ndarray | Sequence[Sequence[int]]) -> np.ndarray:

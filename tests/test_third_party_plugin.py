@@ -25,7 +25,9 @@ def plugin_site(tmp_path_factory) -> dict[str, str]:
         check=True,
         timeout=600,
     )  # fmt: skip
-    return {**os.environ, "PYTHONPATH": str(site)}
+    # conftest disables the plugins the user installed; this test loads its own
+    env = {k: v for k, v in os.environ.items() if k != "SEGKIT_DISABLE_PLUGINS"}
+    return {**env, "PYTHONPATH": str(site)}
 
 
 def test_installed_plugin_is_listed(plugin_site):
