@@ -7,7 +7,9 @@ The public API is this package and its rooms' ``__init__`` modules: ``segkit.cor
 
 from __future__ import annotations
 
-from segkit.api import build_dataset, build_model, build_postprocessor, load_config
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from segkit.core import (
     CheckpointError,
     Config,
@@ -19,28 +21,68 @@ from segkit.core import (
     SegkitError,
     hookimpl,
 )
-from segkit.data import Sample, SegmentationDataset
-from segkit.infer import (
-    PostprocessChain,
-    Segmenter,
-    check_postprocess_inputs,
-    ensure_memory,
-)
-from segkit.model import (
-    WEIGHTS_PARAM,
-    BackboneInfo,
-    FeatureInfo,
-    SegmentationModel,
-    bilinear_kernel,
-    check_torchvision_keys,
-    copy_decimated,
-    crop_or_pad,
-    crop_start,
-    decimate,
-    grid_after,
-    kernel_center,
-    read_torchvision_weights,
-)
+
+# The rest loads on first use, so that `segkit --help` and plugin listing do not wait
+# for PyTorch: ``segkit.Segmenter`` imports the inference room when first named.
+_LAZY = {
+    "BackboneInfo": "segkit.model",
+    "FeatureInfo": "segkit.model",
+    "PostprocessChain": "segkit.infer",
+    "Sample": "segkit.data",
+    "SegmentationDataset": "segkit.data",
+    "SegmentationModel": "segkit.model",
+    "Segmenter": "segkit.infer",
+    "WEIGHTS_PARAM": "segkit.model",
+    "bilinear_kernel": "segkit.model",
+    "build_dataset": "segkit.api",
+    "build_model": "segkit.api",
+    "build_postprocessor": "segkit.api",
+    "check_postprocess_inputs": "segkit.infer",
+    "check_torchvision_keys": "segkit.model",
+    "copy_decimated": "segkit.model",
+    "crop_or_pad": "segkit.model",
+    "crop_start": "segkit.model",
+    "decimate": "segkit.model",
+    "ensure_memory": "segkit.infer",
+    "grid_after": "segkit.model",
+    "kernel_center": "segkit.model",
+    "load_config": "segkit.api",
+    "read_torchvision_weights": "segkit.model",
+}
+
+if TYPE_CHECKING:
+    from segkit.api import build_dataset, build_model, build_postprocessor, load_config
+    from segkit.data import Sample, SegmentationDataset
+    from segkit.infer import PostprocessChain, Segmenter, check_postprocess_inputs, ensure_memory
+    from segkit.model import (
+        WEIGHTS_PARAM,
+        BackboneInfo,
+        FeatureInfo,
+        SegmentationModel,
+        bilinear_kernel,
+        check_torchvision_keys,
+        copy_decimated,
+        crop_or_pad,
+        crop_start,
+        decimate,
+        grid_after,
+        kernel_center,
+        read_torchvision_weights,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'segkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __version__ = "0.1.0"
 

@@ -15,6 +15,7 @@ from rich.text import Text
 from segkit.core.config import Config, load_config
 from segkit.core.errors import SegkitError
 from segkit.core.manager import DISABLE_ENV, Plugins, get_plugins
+from segkit.inference_commands import add_inference_commands
 
 console = Console()
 err_console = Console(stderr=True)
@@ -33,10 +34,10 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace) -> Config:
-    return load_config(args.config, args.overrides, registry=_plugins(args).registry)
+    return load_config(args.config, args.overrides, registry=plugins_for(args).registry)
 
 
-def _plugins(args: argparse.Namespace) -> Plugins:
+def plugins_for(args: argparse.Namespace) -> Plugins:
     """The installed plugins (less the disabled ones); failures are one warning line each."""
     plugins = get_plugins()
     for failure in plugins.failures():
@@ -48,7 +49,7 @@ def _plugins(args: argparse.Namespace) -> Plugins:
 def cmd_run(args: argparse.Namespace) -> int:
     from segkit.train import run_config
 
-    plugins = _plugins(args)
+    plugins = plugins_for(args)
     config = load_config(args.config, args.overrides, registry=plugins.registry)
     if args.resume and args.run_dir is None:
         args.run_dir = _latest_run_dir(config.name)
@@ -63,36 +64,18 @@ def _latest_run_dir(name: str) -> Path:
     return runs[-1]
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    from segkit.data import read_image
-    from segkit.infer import Segmenter
-    from segkit.report import write_prediction
-    from segkit.train import prepare_output_dir
-
-    plugins = _plugins(args)
-    prepare_output_dir(args.out, "--out")
-    segmenter = Segmenter.from_checkpoint(args.checkpoint, args.device, plugins.registry)
-    if args.postprocess and not segmenter.postprocessors:
-        err_console.print("[yellow]note:[/] the checkpoint's config has no post-processors")
-    for path in args.images:
-        pair = segmenter.predict_pair(read_image(path), postprocess=args.postprocess)
-        written = write_prediction(args.out, Path(path).stem, pair, segmenter.palette)
-        console.print(f"{path} -> {', '.join(str(p) for p in written)}")
-    return 0
-
-
 def cmd_plugins(args: argparse.Namespace) -> int:
     from rich.markup import escape
 
     from segkit.core.registry import KINDS, PLURAL
 
-    plugins = _plugins(args)
+    plugins = plugins_for(args)
     if args.markdown:
         print(_plugins_markdown(plugins))
         return 0
     table = Table(title="installed plugins")
     for column in ("plugin", "distribution", "version", "status"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for info in plugins.infos:
         style = "" if info.status == "loaded" else "yellow"
         table.add_row(info.name, info.distribution, info.version, escape(info.status), style=style)
@@ -101,7 +84,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         names = plugins.registry.components[kind]
         table = Table(title=PLURAL[kind], show_lines=True)
         for column in ("name", "plugin", "description", "parameters"):
-            table.add_column(column)
+            table.add_column(column, overflow="fold")  # wrap long names, never cut them
         for name in sorted(names):
             comp = names[name]
             params = "\n".join(
@@ -161,7 +144,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 def cmd_summary(args: argparse.Namespace) -> int:
     from segkit.model.summary import print_summary
 
-    registry = _plugins(args).registry
+    registry = plugins_for(args).registry
     config = load_config(args.config, args.overrides, registry=registry)
     print_summary(config, args.input, console, registry, args.num_classes)
     return 0
@@ -170,12 +153,15 @@ def cmd_summary(args: argparse.Namespace) -> int:
 def cmd_refine(args: argparse.Namespace) -> int:
     from segkit.infer import refine
 
-    return refine.run(args, _plugins(args).registry)
+    return refine.run(args, plugins_for(args).registry)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="segkit", description="Semantic segmentation in which every model part is a plugin."
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {_version()}", help="show the version"
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument(
@@ -193,21 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the latest run of this config")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("predict", help="segment images with a checkpoint")
-    p.add_argument("checkpoint", type=Path)
-    p.add_argument("images", nargs="+", type=Path)
-    p.add_argument("--out", type=Path, default=Path("predictions"))
-    p.add_argument(
-        "--postprocess",
-        "--crf",
-        dest="postprocess",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="apply the checkpoint's post-processors, e.g. the dense CRF (default: yes); "
-        "--crf/--no-crf is the same switch",
-    )
-    p.add_argument("--device", default="auto")
-    p.set_defaults(func=cmd_predict)
+    add_inference_commands(sub)
 
     p = sub.add_parser("plugins", help="list installed plugins and what they register")
     p.add_argument(
@@ -237,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     refine.add_arguments(p)
     p.set_defaults(func=cmd_refine)
     return parser
+
+
+def _version() -> str:
+    from segkit import __version__
+
+    return __version__
 
 
 def one_line(exc: SegkitError) -> str:

@@ -3,16 +3,99 @@ of label maps (palette PNGs, overlays and side-by-side panels)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from segkit.data.dataset import IGNORE_INDEX, voc_palette
 from segkit.infer.segmenter import PredictionPair
+
+#: Seconds between two plain progress lines of one task when the output is not a terminal.
+LOG_INTERVAL_S = 10.0
+
+
+def progress_display(console: Console, disable: bool = False) -> Progress:
+    """Progress bars on a terminal; elsewhere (a file, CI, ``nohup``) plain log lines.
+
+    Both take the same calls (``add_task``, ``update``, ``remove_task``), with the
+    task's ``info`` field (loss, lr, images/s ...) shown beside the count.
+    """
+    if disable or console.is_terminal:
+        return Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=disable,
+            transient=False,
+        )
+    return LogProgress(console)
+
+
+class LogProgress(Progress):
+    """Progress as plain lines, as training loggers write them: a task's first step,
+    then one line every ``interval`` seconds, and its last step.
+
+    ``epoch 1  40/250 (16%)  loss 0.532  lr 1.00e-03  4.2 img/s  elapsed 0:01:10  ETA 0:05:15``
+    """
+
+    def __init__(self, console: Console, interval: float = LOG_INTERVAL_S) -> None:
+        super().__init__(console=console, disable=True)
+        self.interval = interval
+        self._last_line: dict[TaskID, float] = {}
+
+    def update(self, task_id: TaskID, **kwargs: Any) -> None:
+        super().update(task_id, **kwargs)
+        task = self._tasks[task_id]
+        now = time.monotonic()
+        last = self._last_line.get(task_id)
+        finished = task.total is not None and task.completed >= task.total
+        if task.completed and (last is None or finished or now - last >= self.interval):
+            self._last_line[task_id] = now
+            self.console.print(self.line(task_id), markup=False, highlight=False, soft_wrap=True)
+
+    def advance(self, task_id: TaskID, advance: float = 1) -> None:
+        self.update(task_id, advance=advance)
+
+    def line(self, task_id: TaskID) -> str:
+        task = self._tasks[task_id]
+        done = int(task.completed)
+        parts = [task.description]
+        if task.total:
+            parts.append(f"{done}/{int(task.total)} ({100 * done / task.total:.0f}%)")
+        else:
+            parts.append(str(done))
+        info = str(task.fields.get("info", "")).strip()
+        if info:
+            parts.append(info)
+        parts.append(f"elapsed {_duration(task.elapsed)}")
+        if task.total and done < task.total and task.time_remaining is not None:
+            parts.append(f"ETA {_duration(task.time_remaining)}")
+        return "  ".join(parts)
+
+
+def _duration(seconds: float | None) -> str:
+    return str(timedelta(seconds=round(seconds or 0)))
+
 
 _SUMMARY_ROWS = (
     ("mIoU", "miou"),
@@ -43,15 +126,29 @@ def metrics_table(summary: dict[str, Any], class_names: list[str]) -> Table:
 
 def write_curves(history: list[dict[str, Any]], path: Path) -> None:
     """Loss and validation mIoU per epoch, as a PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = curves_figure(history)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def curves_figure(history: list[dict[str, Any]]) -> Any:
+    """The matplotlib figure of :func:`write_curves` (close it with ``plt.close``)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [r["epoch"] for r in history]
     fig, loss_axis = plt.subplots(figsize=(6, 3.5), dpi=100)
     loss_axis.plot(epochs, [r["loss"] for r in history], color="tab:blue", marker="o", label="loss")
     loss_axis.set_xlabel("epoch")
+    # epochs are whole numbers: no 0.5-epoch ticks on short runs
+    loss_axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     loss_axis.set_ylabel("training loss", color="tab:blue")
     scored = [r for r in history if r.get("miou") is not None]
     if scored:
@@ -62,10 +159,7 @@ def write_curves(history: list[dict[str, Any]], path: Path) -> None:
         miou_axis.set_ylabel("validation mIoU", color="tab:red")
         miou_axis.set_ylim(0, 1)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
+    return fig
 
 
 def _full_palette(palette: np.ndarray | Sequence[Sequence[int]]) -> np.ndarray:
@@ -116,14 +210,52 @@ def _titled(image: np.ndarray, title: str) -> Image.Image:
     return canvas
 
 
+def legend(
+    labels: Iterable[int], palette: np.ndarray, class_names: Sequence[str] | None, width: int
+) -> Image.Image:
+    """A strip of colour swatches with the names of ``labels``, wrapped to ``width``."""
+    colours = _full_palette(palette)
+    entries = []
+    for label in sorted(set(labels)):
+        name = class_names[label] if class_names and label < len(class_names) else f"class {label}"
+        if label == IGNORE_INDEX:
+            name = "ignore"
+        entries.append((tuple(int(c) for c in colours[label]), name))
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    rows: list[list[tuple[tuple[int, ...], str, int]]] = [[]]
+    x = 4
+    for colour, name in entries:
+        entry_width = 12 + 4 + int(draw.textlength(name)) + 12
+        if rows[-1] and x + entry_width > width:
+            rows.append([])
+            x = 4
+        rows[-1].append((colour, name, x))
+        x += entry_width
+    strip = Image.new("RGB", (width, 4 + 16 * len(rows)), "white")
+    canvas = ImageDraw.Draw(strip)
+    for row_index, row in enumerate(rows):
+        y = 4 + 16 * row_index
+        for colour, name, left in row:
+            canvas.rectangle((left, y, left + 11, y + 11), fill=colour, outline="black")
+            canvas.text((left + 16, y), name, fill="black")
+    return strip
+
+
 def write_prediction(
     out_dir: Path,
     stem: str,
     pair: PredictionPair,
     palette: np.ndarray,
     mask: np.ndarray | None = None,
+    class_names: Sequence[str] | None = None,
+    save_probs: bool = False,
 ) -> list[Path]:
-    """Write the palette mask, a colour overlay and a side-by-side panel for one image."""
+    """Write the palette mask, a colour overlay and a side-by-side panel for one image.
+
+    The panel ends with a legend of the classes it shows (``class_names``, else
+    numbers); ``save_probs`` also writes the final probabilities as a float16
+    C×H×W ``.npy``.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     image, final = pair.image, pair.final.labels
     mask_path = out_dir / f"{stem}_mask.png"
@@ -131,20 +263,30 @@ def write_prediction(
     panel_path = out_dir / f"{stem}_panel.png"
     save_mask_png(mask_path, final, palette)
     Image.fromarray(overlay(image, final, palette)).save(overlay_path)
+    shown = [pair.raw.labels]
     tiles = [
         _titled(image, "image"),
         _titled(colorize(pair.raw.labels, palette), "prediction"),
     ]
     if pair.refined is not None:
         tiles.append(_titled(colorize(pair.refined.labels, palette), "refined"))
+        shown.append(pair.refined.labels)
     if mask is not None:
         tiles.append(_titled(colorize(mask, palette), "ground truth"))
-    panel = Image.new(
-        "RGB", (sum(t.width for t in tiles) + 4 * (len(tiles) - 1), tiles[0].height), "white"
-    )
+        shown.append(np.asarray(mask))
+    width = sum(t.width for t in tiles) + 4 * (len(tiles) - 1)
+    labels = np.unique(np.concatenate([np.unique(m) for m in shown])).tolist()
+    key = legend(labels, palette, class_names, width)
+    panel = Image.new("RGB", (width, tiles[0].height + key.height), "white")
     x = 0
     for tile in tiles:
         panel.paste(tile, (x, 0))
         x += tile.width + 4
+    panel.paste(key, (0, tiles[0].height))
     panel.save(panel_path)
-    return [mask_path, overlay_path, panel_path]
+    written = [mask_path, overlay_path, panel_path]
+    if save_probs:
+        probs_path = out_dir / f"{stem}_probs.npy"
+        np.save(probs_path, pair.final.probs.astype(np.float16))
+        written.append(probs_path)
+    return written

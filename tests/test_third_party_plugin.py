@@ -25,7 +25,9 @@ def plugin_site(tmp_path_factory) -> dict[str, str]:
         check=True,
         timeout=600,
     )  # fmt: skip
-    return {**os.environ, "PYTHONPATH": str(site)}
+    # conftest disables the plugins the user installed; this test loads its own
+    env = {k: v for k, v in os.environ.items() if k != "SEGKIT_DISABLE_PLUGINS"}
+    return {**env, "PYTHONPATH": str(site)}
 
 
 def test_installed_plugin_is_listed(plugin_site):
@@ -98,7 +100,8 @@ def test_a_third_party_loss_trains_a_run(tmp_path):
         check=True,
         timeout=600,
     )  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(site), "COLUMNS": "250"}
+    env = {k: v for k, v in os.environ.items() if k != "SEGKIT_DISABLE_PLUGINS"}
+    env.update(PYTHONPATH=str(site), COLUMNS="250")
     listed = subprocess.run(
         [sys.executable, "-m", "segkit", "plugins"], env=env, capture_output=True, text=True
     )

@@ -118,7 +118,20 @@ class TrainConfig:
 
 
 @dataclass
-class EvalConfig:
+class InferenceOptions:
+    """How evaluation and prediction compute probabilities (shared by [eval] and [predict])."""
+
+    tta: bool = _help("test-time augmentation: average probabilities over scales and flips", False)
+    tta_scales: list[float] = _help(
+        "image scales test-time augmentation averages over", [0.5, 0.75, 1.0, 1.25, 1.5]
+    )
+    tta_flip: bool = _help("test-time augmentation also averages the horizontal flip", True)
+    tile: int = _help("sliding-window size in pixels for large images (0: one pass)", 0)
+    tile_overlap: float = _help("overlap of neighbouring windows, as a share of the tile", 0.25)
+
+
+@dataclass
+class EvalConfig(InferenceOptions):
     every: int = _help("evaluate every N epochs and after the last (0: not while training)", 1)
     batch_size: int = _help("evaluation batch size (full-size images are padded)", 1)
     postprocess: bool = _help("also evaluate each post-processor", True)
@@ -126,7 +139,7 @@ class EvalConfig:
 
 
 @dataclass
-class PredictConfig:
+class PredictConfig(InferenceOptions):
     images: list[str] = _help("image paths to predict; empty: samples of the val split", [])
     samples: int = _help("number of val images to predict when no paths are given", 4)
     postprocess: bool = _help("apply the post-processors when predicting", True)

@@ -1,30 +1,77 @@
-"""The inference room: devices, post-processing, prediction, evaluation and refinement."""
+"""The inference room: devices, post-processing, prediction (test-time augmentation,
+tiling), evaluation, refinement and export."""
 
 from __future__ import annotations
 
-from segkit.infer.device import Precision, available_memory, ensure_memory, resolve_device
-from segkit.infer.evaluate import evaluate
-from segkit.infer.metrics import ConfusionMatrix
-from segkit.infer.postprocess import (
-    PostprocessChain,
-    Postprocessor,
-    build_postprocessor,
-    check_postprocess_inputs,
-)
-from segkit.infer.segmenter import Prediction, PredictionPair, Segmenter
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Loaded on first use: `segkit --help` builds its parser from this room without PyTorch.
+_LAZY = {
+    "ConfusionMatrix": "segkit.infer.metrics",
+    "InferenceSettings": "segkit.infer.inference",
+    "PostprocessChain": "segkit.infer.postprocess",
+    "Postprocessor": "segkit.infer.postprocess",
+    "Precision": "segkit.infer.device",
+    "Prediction": "segkit.infer.segmenter",
+    "PredictionPair": "segkit.infer.segmenter",
+    "Segmenter": "segkit.infer.segmenter",
+    "TestTimeAugmentation": "segkit.infer.tta",
+    "Tiling": "segkit.infer.tiling",
+    "available_memory": "segkit.infer.device",
+    "build_postprocessor": "segkit.infer.postprocess",
+    "check_postprocess_inputs": "segkit.infer.postprocess",
+    "ensure_memory": "segkit.infer.device",
+    "evaluate": "segkit.infer.evaluate",
+    "predict_probs": "segkit.infer.inference",
+    "resolve_device": "segkit.infer.device",
+}
+
+if TYPE_CHECKING:
+    from segkit.infer.device import Precision, available_memory, ensure_memory, resolve_device
+    from segkit.infer.evaluate import evaluate
+    from segkit.infer.inference import InferenceSettings, predict_probs
+    from segkit.infer.metrics import ConfusionMatrix
+    from segkit.infer.postprocess import (
+        PostprocessChain,
+        Postprocessor,
+        build_postprocessor,
+        check_postprocess_inputs,
+    )
+    from segkit.infer.segmenter import Prediction, PredictionPair, Segmenter
+    from segkit.infer.tiling import Tiling
+    from segkit.infer.tta import TestTimeAugmentation
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'segkit.infer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "ConfusionMatrix",
+    "InferenceSettings",
     "PostprocessChain",
     "Postprocessor",
     "Precision",
     "Prediction",
     "PredictionPair",
     "Segmenter",
+    "TestTimeAugmentation",
+    "Tiling",
     "available_memory",
     "build_postprocessor",
     "check_postprocess_inputs",
     "ensure_memory",
     "evaluate",
+    "predict_probs",
     "resolve_device",
 ]

@@ -4,6 +4,7 @@ post-processor, summed over every ``torchrun`` process."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -11,6 +12,7 @@ from torch.utils.data import DataLoader
 
 from segkit.data.loading import to_device
 from segkit.infer.device import Precision
+from segkit.infer.inference import InferenceSettings, predict_probs
 from segkit.infer.metrics import ConfusionMatrix
 from segkit.infer.postprocess import PostprocessChain
 
@@ -24,12 +26,16 @@ def evaluate(
     postprocessors: PostprocessChain | None = None,
     precision: Precision | None = None,
     on_batch: Callable[[int], None] | None = None,
+    inference: InferenceSettings | None = None,
 ) -> dict[str, ConfusionMatrix]:
     """Confusion matrices of the raw prediction and after each post-processor.
 
     Post-processors chain: the matrix named ``"densecrf"`` scores the raw
     probabilities refined by every post-processor up to and including it.
+    ``inference`` adds test-time augmentation or tiling; then each image is
+    predicted at its own size rather than padded into its batch.
     """
+    inference = inference or InferenceSettings()
     precision = precision or Precision()
     model.eval()
     matrices = {"raw": ConfusionMatrix(num_classes, device)}
@@ -38,18 +44,32 @@ def evaluate(
         matrices[name] = ConfusionMatrix(num_classes, device)
     for batch in loader:
         images, masks = to_device(batch["image"], batch["mask"], device, precision.channels_last)
-        with precision.autocast(device):
-            logits = model(images)
+        if inference.plain:
+            with precision.autocast(device):
+                logits = model(images)
         for i, (height, width) in enumerate(batch["size"]):
-            scores = logits[i : i + 1, :, :height, :width].float()
+            if inference.plain:
+                scores = logits[i : i + 1, :, :height, :width].float()
+            else:
+                image = images[i : i + 1, :, :height, :width]
+                scores = predict_probs(model, image, inference, precision)
             target = masks[i : i + 1, :height, :width]
             matrices["raw"].update(scores.argmax(1), target)
             if chain:
                 original = batch["original"][i : i + 1, :, :height, :width].to(device)
-                for name, probs in chain.each(scores.softmax(1), original):
-                    matrices[name].update(probs.argmax(1), target)
+                probs = scores.softmax(1) if inference.plain else scores
+                for name, refined in chain.each(probs, original):
+                    matrices[name].update(refined.argmax(1), target)
         if on_batch is not None:
             on_batch(len(batch["size"]))
     for matrix in matrices.values():
         matrix.all_reduce()
     return matrices
+
+
+def summarize(results: dict[str, dict[str, Any]], postprocessors: list[str]) -> dict[str, Any]:
+    """A run's ``summary.json``: the raw metrics, with each post-processor's under
+    ``"postprocessed"``; ``results`` maps ``"raw"`` and each name to its metrics."""
+    summary = dict(results["raw"])
+    summary["postprocessed"] = {name: results[name] for name in postprocessors}
+    return summary

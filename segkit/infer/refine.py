@@ -13,16 +13,19 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
 from segkit.core.config import parse_value
 from segkit.core.errors import ConfigError, DataError
 from segkit.core.registry import Registry
-from segkit.infer.postprocess import build_postprocessor
+
+if TYPE_CHECKING:
+    import torch
+
+# PyTorch loads when a refinement runs, not when the CLI builds its parser from here.
 
 #: pydensecrf's example values, which differ from DeepLab's VOC defaults; they apply to
 #: the parameters of that name the chosen post-processor has.
@@ -90,6 +93,10 @@ def run(args: argparse.Namespace, registry: Registry) -> int:
     ``args.options`` holds the post-processor's options, as :func:`postprocessor_options`
     reads them.
     """
+    import torch
+
+    from segkit.infer.postprocess import build_postprocessor
+
     component = registry.get("postprocessor", args.postprocessor)
     own = {p.name for p in component.params}
     params = {k: v for k, v in EXAMPLE_KERNELS.items() if k in own}
@@ -164,6 +171,8 @@ def probabilities_from_labels(
 ) -> torch.Tensor:
     """1×C×H×W probabilities: ``gt_prob`` for the labelled class, the rest shared evenly;
     uniform where the label is 0 and ``has_unknown`` (then labels 1..C are the classes)."""
+    import torch
+
     index = torch.from_numpy(labels.astype(np.int64))
     if has_unknown:
         known = index > 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -11,13 +13,14 @@ import torch
 from PIL import Image
 from torch import nn
 
-from segkit.core.config import Config, config_from_dict
-from segkit.core.errors import CheckpointError, ConfigError
+from segkit.core.config import Config, apply_overrides, config_from_dict
+from segkit.core.errors import CheckpointError, ConfigError, DataError
 from segkit.core.manager import default_registry
 from segkit.core.registry import Registry
 from segkit.data.files import read_image
 from segkit.data.transforms import normalize
 from segkit.infer.device import resolve_device
+from segkit.infer.inference import InferenceSettings, predict_probs
 from segkit.infer.postprocess import PostprocessChain
 from segkit.model.assembly import build_model
 from segkit.model.checkpoint import load_checkpoint
@@ -46,8 +49,11 @@ class PredictionPair:
 class Segmenter:
     """Segments images with a trained model; ``postprocess=True`` applies the post-processors.
 
+    ``inference`` (default: the config's ``[predict]`` section) chooses test-time
+    augmentation and tiling; ``predict(..., tta=True)`` switches TTA for one call.
+
     >>> segmenter = Segmenter.from_checkpoint("runs/deeplab_crf/.../best.pt")
-    >>> labels, probs = segmenter.predict("photo.jpg", postprocess=True)
+    >>> labels, probs = segmenter.predict("photo.jpg", postprocess=True, tta=True)
     """
 
     def __init__(
@@ -58,6 +64,7 @@ class Segmenter:
         palette: np.ndarray,
         device: torch.device,
         postprocessors: PostprocessChain,
+        inference: InferenceSettings | None = None,
     ) -> None:
         self.model = model.eval()
         self.config = config
@@ -65,20 +72,35 @@ class Segmenter:
         self.palette = np.asarray(palette, dtype=np.uint8)
         self.device = device
         self.postprocessors = postprocessors
+        self.inference = inference or InferenceSettings.from_options(config.predict)
+        self.inference.check(self.model)
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path, device: str = "auto", registry: Registry | None = None
+        cls,
+        path: str | Path,
+        device: str = "auto",
+        registry: Registry | None = None,
+        overrides: Iterable[str] = (),
     ) -> Segmenter:
         """The model, classes and post-processors a checkpoint describes.
 
-        Every part is built from ``registry`` (default: the installed plugins).
+        Every part is built from ``registry`` (default: the installed plugins);
+        ``overrides`` (``"predict.tta=true"`` ...) change the stored config first.
         """
         registry = default_registry(registry)
         state = load_checkpoint(path)
         try:
-            config = config_from_dict(state["config"], registry=registry)
-        except (KeyError, ConfigError) as exc:
+            raw = apply_overrides(copy.deepcopy(state["config"]), overrides)
+        except KeyError:
+            raise CheckpointError(
+                f"{path}: it stores no config; use a checkpoint of a run"
+            ) from None
+        try:
+            config = config_from_dict(raw, registry=registry)
+        except ConfigError as exc:
+            if overrides:
+                raise
             raise CheckpointError(f"{path}: its stored config is not usable here ({exc})") from None
         torch_device = resolve_device(device)
         model = build_model(config, state["num_classes"], registry)
@@ -98,31 +120,67 @@ class Segmenter:
             PostprocessChain.from_parts(config.postprocessors, registry),
         )
 
+    def settings(self, tta: bool | None = None) -> InferenceSettings:
+        """The inference settings, with TTA switched on or off when ``tta`` is not None."""
+        return self.inference.override(self.config.predict, tta=tta)
+
     @torch.inference_mode()
-    def predict_pair(
-        self, image: np.ndarray | str | Path | Image.Image, postprocess: bool = True
-    ) -> PredictionPair:
-        """The raw and (with ``postprocess``) the post-processed prediction of one image."""
-        if isinstance(image, str | Path):
-            image = read_image(image)
-        elif isinstance(image, Image.Image):
-            image = np.asarray(image.convert("RGB"))
-        tensor = normalize(image, self.config.data.mean, self.config.data.std)
-        logits = self.model(tensor[None].to(self.device))
-        probs = logits.float().softmax(1)
-        raw = _prediction(probs)
+    def predict_batch(
+        self,
+        images: list[np.ndarray | str | Path | Image.Image],
+        postprocess: bool = True,
+        tta: bool | None = None,
+    ) -> list[PredictionPair]:
+        """Raw and (with ``postprocess``) post-processed predictions of images of one size."""
+        arrays = [_as_array(image) for image in images]
+        if len({a.shape for a in arrays}) > 1:
+            raise DataError("predict_batch takes images of one size; predict others one by one")
+        batch = torch.stack(
+            [normalize(a, self.config.data.mean, self.config.data.std) for a in arrays]
+        )
+        probs = predict_probs(self.model, batch.to(self.device), self.settings(tta))
         refined = None
         if postprocess and self.postprocessors:
-            original = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
-            refined = _prediction(self.postprocessors(probs, original.to(self.device)))
-        return PredictionPair(image, raw, refined)
+            originals = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+            refined = self.postprocessors(probs, originals.to(self.device))
+        return [
+            PredictionPair(
+                array, _prediction(probs[i]), None if refined is None else _prediction(refined[i])
+            )
+            for i, array in enumerate(arrays)
+        ]
+
+    def predict_pair(
+        self,
+        image: np.ndarray | str | Path | Image.Image,
+        postprocess: bool = True,
+        tta: bool | None = None,
+    ) -> PredictionPair:
+        """The raw and (with ``postprocess``) the post-processed prediction of one image."""
+        return self.predict_batch([image], postprocess, tta)[0]
 
     def predict(
-        self, image: np.ndarray | str | Path | Image.Image, postprocess: bool = True
+        self,
+        image: np.ndarray | str | Path | Image.Image,
+        postprocess: bool = True,
+        tta: bool | None = None,
     ) -> Prediction:
-        """Label map and probabilities for one RGB image (array H×W×3 uint8, path or PIL)."""
-        return self.predict_pair(image, postprocess).final
+        """Label map and probabilities for one RGB image (array H×W×3 uint8, path or PIL).
+
+        ``tta`` switches test-time augmentation on or off for this call (default: as
+        the config's ``[predict]`` section says).
+        """
+        return self.predict_pair(image, postprocess, tta).final
+
+
+def _as_array(image: np.ndarray | str | Path | Image.Image) -> np.ndarray:
+    if isinstance(image, str | Path):
+        return read_image(image)
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    return image
 
 
 def _prediction(probs: torch.Tensor) -> Prediction:
-    return Prediction(probs.argmax(1)[0].cpu().numpy().astype(np.uint8), probs[0].cpu().numpy())
+    """The prediction of one image's C×H×W probabilities."""
+    return Prediction(probs.argmax(0).cpu().numpy().astype(np.uint8), probs.cpu().numpy())

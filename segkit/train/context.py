@@ -10,19 +10,13 @@ from typing import Any
 import numpy as np
 import torch
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress
 
 from segkit.core.config import Config
 from segkit.core.errors import SegkitError
 from segkit.core.manager import Plugins
 from segkit.infer.device import Precision
+from segkit.report import progress_display
 from segkit.train.distributed import Processes
 
 
@@ -54,18 +48,9 @@ class Run:
             self.console.print(*objects)
 
     def progress(self, everywhere: bool = False) -> Progress:
-        """A progress display, shown by rank 0 only unless ``everywhere``."""
-        return Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=self.console,
-            disable=not (everywhere or self.is_main),
-            transient=False,
-        )
+        """A progress display, shown by rank 0 only unless ``everywhere``: bars on a
+        terminal, plain log lines when the output goes to a file."""
+        return progress_display(self.console, disable=not (everywhere or self.is_main))
 
 
 def default_run_dir(config: Config) -> Path:

@@ -12,7 +12,8 @@ from torch.utils.data import DataLoader, Subset
 from segkit.data.dataset import SegmentationDataset
 from segkit.data.loading import EvalSet, ShardSampler, collate_eval, make_loader
 from segkit.data.transforms import EvalTransform
-from segkit.infer.evaluate import evaluate
+from segkit.infer.evaluate import evaluate, summarize
+from segkit.infer.inference import InferenceSettings
 from segkit.infer.metrics import ConfusionMatrix
 from segkit.infer.postprocess import PostprocessChain
 from segkit.report import metrics_table
@@ -23,10 +24,19 @@ from segkit.train.context import Run
 class Evaluator:
     """Scores ``model`` on ``val_set``, each process its share, summed over all of them."""
 
-    def __init__(self, run: Run, model: nn.Module, val_set: SegmentationDataset) -> None:
+    def __init__(
+        self,
+        run: Run,
+        model: nn.Module,
+        val_set: SegmentationDataset,
+        inference: InferenceSettings | None = None,
+    ) -> None:
         self.run = run
         self.model = model
         self.val_set = val_set
+        # [eval]'s test-time augmentation and tiling, for the final evaluation only: the
+        # per-epoch scores only follow training, and TTA would multiply their cost
+        self.inference = inference or InferenceSettings.from_options(run.config.eval)
 
     def loader(self) -> tuple[DataLoader, int]:
         """The evaluation loader and how many images this process scores."""
@@ -53,6 +63,7 @@ class Evaluator:
         postprocessors: PostprocessChain | None = None,
         progress: Progress | None = None,
         label: str = "",
+        inference: InferenceSettings | None = None,
     ) -> dict[str, ConfusionMatrix]:
         """The current weights' matrices, raw and after each post-processor."""
         loader, size = self.loader()
@@ -65,24 +76,30 @@ class Evaluator:
             postprocessors,
             self.run.precision,
             on_batch=(lambda n: progress.update(task, advance=n)) if progress else None,
+            inference=inference,
         )
         if progress:
             progress.remove_task(task)
         return matrices
 
     def metrics(
-        self, progress: Progress, postprocessors: PostprocessChain | None = None, label: str = ""
+        self,
+        progress: Progress,
+        postprocessors: PostprocessChain | None = None,
+        label: str = "",
+        inference: InferenceSettings | None = None,
     ) -> dict[str, dict[str, Any]]:
-        matrices = self.confusion_matrices(postprocessors, progress, label or "evaluating")
+        matrices = self.confusion_matrices(
+            postprocessors, progress, label or "evaluating", inference
+        )
         return {name: m.compute(self.run.class_names) for name, m in matrices.items()}
 
     def final(self, postprocessors: PostprocessChain) -> dict[str, Any]:
         """Evaluate raw and post-processed; write ``summary.json`` and print the table."""
         run = self.run
         with run.progress() as progress:
-            results = self.metrics(progress, postprocessors, "final evaluation")
-        summary = dict(results["raw"])
-        summary["postprocessed"] = {name: results[name] for name in postprocessors.names()}
+            results = self.metrics(progress, postprocessors, "final evaluation", self.inference)
+        summary = summarize(results, postprocessors.names())
         if run.is_main:
             (run.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
             run.console.print(metrics_table(summary, run.class_names))

@@ -154,7 +154,7 @@ class Runner:
             task = progress.add_task("predicting", total=len(items), info="")
             for name, image, mask in items:
                 pair = segmenter.predict_pair(image, postprocess=cfg.predict.postprocess)
-                write_prediction(out_dir, name, pair, run.palette, mask)
+                write_prediction(out_dir, name, pair, run.palette, mask, run.class_names)
                 progress.update(task, advance=1)
         run.log(f"predictions written to {out_dir}")
 

@@ -1,0 +1,346 @@
+"""The inference commands: ``segkit predict``, ``segkit eval`` and ``segkit export``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from segkit.core.errors import ConfigError, DataError, SegkitError
+
+
+def add_inference_commands(sub: Any) -> None:
+    """Add predict, eval and export to the ``segkit`` sub-command parsers ``sub``."""
+    p = sub.add_parser("predict", help="segment images with a checkpoint")
+    p.add_argument("checkpoint", type=Path, help="a run's best.pt or last.pt")
+    p.add_argument(
+        "images",
+        nargs="+",
+        help="image files, folders (their images) or glob patterns ('photos/**/*.jpg')",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("predictions"),
+        help="output folder (default: ./predictions); per image NAME_mask.png (label "
+        "indices), NAME_overlay.png and NAME_panel.png",
+    )
+    _add_postprocess_arg(p, "apply")
+    _add_inference_args(p, "predict")
+    p.add_argument(
+        "--save-probs",
+        action="store_true",
+        help="also write the class probabilities as NAME_probs.npy (float16, C×H×W)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=4,
+        metavar="N",
+        help="images of one size predicted together (default 4)",
+    )
+    _add_device_arg(p)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset split")
+    p.add_argument("checkpoint", type=Path, help="a run's best.pt or last.pt")
+    p.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="the dataset's folder, when it is elsewhere than the checkpoint's config says",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a value of the checkpoint's config, e.g. --set data.dataset.root=...",
+    )
+    p.add_argument(
+        "--split", default=None, help="split to evaluate (default: the config's data.val_split)"
+    )
+    _add_postprocess_arg(p, "also evaluate", default=None)
+    _add_inference_args(p, "eval")
+    p.add_argument(
+        "--max-images", type=int, default=None, metavar="N", help="evaluate the first N images"
+    )
+    p.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write the metrics as JSON, in the format of a run's summary.json",
+    )
+    _add_device_arg(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("export", help="export a checkpoint's network to ONNX or TorchScript")
+    p.add_argument("checkpoint", type=Path, help="a run's best.pt or last.pt")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="the file to write (.onnx, or .pt for TorchScript)",
+    )
+    p.add_argument(
+        "--format",
+        choices=("onnx", "torchscript"),
+        default=None,
+        help="default: torchscript for a .pt/.ts file, else onnx",
+    )
+    p.add_argument("--opset", type=int, default=17, metavar="N", help="ONNX opset (default 17)")
+    p.add_argument(
+        "--postprocess",
+        "--crf",
+        dest="postprocess",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="post-processors cannot be exported: --no-crf exports the network of a "
+        "checkpoint that has them",
+    )
+    p.add_argument(
+        "--no-check",
+        action="store_true",
+        help="skip running the exported file against PyTorch",
+    )
+    p.set_defaults(func=cmd_export)
+
+
+def _add_postprocess_arg(
+    parser: argparse.ArgumentParser, verb: str, default: bool | None = True
+) -> None:
+    when = "default: yes" if default else "default: as the config's eval.postprocess"
+    parser.add_argument(
+        "--postprocess",
+        "--crf",
+        dest="postprocess",
+        action=argparse.BooleanOptionalAction,
+        default=default,
+        help=f"{verb} the checkpoint's post-processors, e.g. the dense CRF ({when}); "
+        "--crf/--no-crf is the same switch",
+    )
+
+
+def _add_inference_args(parser: argparse.ArgumentParser, section: str) -> None:
+    parser.add_argument(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="test-time augmentation: average the probabilities over scales and horizontal "
+        f"flips (scales from {section}.tta_scales, default 0.5-1.5; default: {section}.tta)",
+    )
+    parser.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        metavar="SIZE",
+        help="predict large images in overlapping SIZE×SIZE windows, blended (0: whole "
+        f"image; default: {section}.tile)",
+    )
+    parser.add_argument(
+        "--overlap",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help=f"overlap of neighbouring tiles in [0, 0.9] (default: {section}.tile_overlap, 0.25)",
+    )
+
+
+def _add_device_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device", default="auto", help="auto (a GPU when present), cpu, cuda or cuda:N"
+    )
+
+
+def _inference_settings(args: argparse.Namespace, options: Any, base: Any) -> Any:
+    """``base`` settings with --tta/--tile/--overlap applied (``options``: the config section)."""
+    return base.override(options, tta=args.tta, tile=args.tile, overlap=args.overlap)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from segkit.cli import console, err_console, plugins_for
+    from segkit.data import read_image
+    from segkit.infer import Segmenter
+    from segkit.infer.batch import batches_by_size, collect_images, unique_stems
+    from segkit.report import progress_display, write_prediction
+    from segkit.train import prepare_output_dir
+
+    plugins = plugins_for(args)
+    paths = collect_images(args.images)
+    segmenter = Segmenter.from_checkpoint(args.checkpoint, args.device, plugins.registry)
+    segmenter.inference = _inference_settings(args, segmenter.config.predict, segmenter.inference)
+    segmenter.inference.check(segmenter.model)
+    prepare_output_dir(args.out, "--out")
+    if args.postprocess and not segmenter.postprocessors:
+        err_console.print("[yellow]note:[/] the checkpoint's config has no post-processors")
+    names = unique_stems(paths)
+    with progress_display(console) as progress:
+        task = progress.add_task("predicting", total=len(paths), info="")
+        for batch in batches_by_size(paths, args.batch_size):
+            images = [read_image(path) for path in batch]
+            pairs = segmenter.predict_batch(images, postprocess=args.postprocess)
+            for path, pair in zip(batch, pairs, strict=True):
+                write_prediction(
+                    args.out,
+                    names[path],
+                    pair,
+                    segmenter.palette,
+                    class_names=segmenter.class_names,
+                    save_probs=args.save_probs,
+                )
+            progress.update(task, advance=len(batch))
+    kinds = "_mask.png (label indices), _overlay.png, _panel.png"
+    if args.save_probs:
+        kinds += ", _probs.npy (float16 C×H×W probabilities)"
+    console.print(
+        f"{len(paths)} image(s) predicted ({segmenter.inference.describe()}) -> "
+        f"{args.out}/<name>{kinds}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import time
+
+    from segkit.cli import console, plugins_for
+    from segkit.data.dataset import build_dataset
+    from segkit.infer import Precision, Segmenter
+    from segkit.infer.evaluate import summarize
+    from segkit.infer.inference import InferenceSettings
+    from segkit.infer.postprocess import PostprocessChain
+    from segkit.report import metrics_table, progress_display
+    from segkit.train.context import Run
+    from segkit.train.distributed import Processes
+    from segkit.train.evaluation import Evaluator
+
+    plugins = plugins_for(args)
+    registry = plugins.registry
+    overrides = list(args.overrides)
+    if args.max_images is not None:
+        overrides.append(f"eval.max_images={args.max_images}")
+    if args.json is not None:
+        _check_writable(args.json, "--json")
+    segmenter = Segmenter.from_checkpoint(args.checkpoint, args.device, registry, overrides)
+    config = segmenter.config
+    part = config.data.dataset
+    params = dict(part.params)
+    if args.data_root is not None:
+        takes = {p.name for p in registry.get("dataset", part.name).params}
+        if "root" not in takes:
+            raise ConfigError(
+                f"--data-root: the checkpoint's dataset '{part.name}' has no root folder; "
+                f"choose another dataset with --set data.dataset.name=..."
+            )
+        params["root"] = str(args.data_root)
+    split = args.split or config.data.val_split
+    dataset = build_dataset(part.name, split, params, registry)
+    if dataset.num_classes != len(segmenter.class_names):
+        raise DataError(
+            f"{part.name}/{split} has {dataset.num_classes} classes but the checkpoint predicts "
+            f"{len(segmenter.class_names)}; evaluate on the dataset it was trained for"
+        )
+    inference = _inference_settings(args, config.eval, InferenceSettings.from_options(config.eval))
+    inference.check(segmenter.model)
+    postprocess = config.eval.postprocess if args.postprocess is None else args.postprocess
+    chain = segmenter.postprocessors if postprocess else PostprocessChain()
+    device = segmenter.device
+    precision = Precision.for_device(device, None, None)
+    run = Run(
+        config,
+        Path("."),
+        segmenter.class_names,
+        segmenter.palette,
+        Processes(),
+        device,
+        precision,
+        console,
+        plugins,
+    )
+    evaluator = Evaluator(run, segmenter.model, dataset, inference)
+    count = evaluator.loader()[1]
+    started = time.perf_counter()
+    with progress_display(console) as progress:
+        results = evaluator.metrics(progress, chain, f"evaluating {split}", inference)
+    elapsed = time.perf_counter() - started
+    summary = summarize(results, chain.names())
+    console.print(
+        f"{args.checkpoint} on {part.name}/{split}", markup=False, highlight=False, soft_wrap=True
+    )
+    console.print(metrics_table(summary, segmenter.class_names))
+    console.print(
+        f"{count} images in {elapsed:.1f} s ({elapsed / max(count, 1):.3f} s/image"
+        f"{', post-processing included' if chain else ''}); {inference.describe()}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    if args.json is not None:
+        import json
+
+        try:
+            args.json.write_text(json.dumps(summary, indent=2))
+        except OSError as exc:
+            raise SegkitError(f"--json: cannot write {args.json} ({exc.strerror})") from None
+        console.print(f"summary written to {args.json}", markup=False, highlight=False)
+    return 0
+
+
+def _check_writable(path: Path, option: str) -> None:
+    """Fail before any work when ``path`` cannot be written."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise SegkitError(f"{option}: {path} is a folder; give a file name such as {path}/x.json")
+    if not parent.is_dir():
+        raise SegkitError(f"{option}: the folder {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise SegkitError(f"{option}: {path} is not writable; choose another place")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from segkit.cli import console, plugins_for
+    from segkit.infer import Segmenter
+    from segkit.infer.export import TOLERANCE, ExportError, export, metadata
+
+    plugins = plugins_for(args)
+    fmt = args.format or ("onnx" if args.out.suffix.lower() == ".onnx" else None)
+    if fmt is None:
+        fmt = "torchscript" if args.out.suffix.lower() in (".pt", ".ts", ".pth") else "onnx"
+    _check_writable(args.out, "--out")
+    segmenter = Segmenter.from_checkpoint(args.checkpoint, "cpu", plugins.registry)
+    if segmenter.postprocessors and args.postprocess is not False:
+        names = ", ".join(segmenter.postprocessors.names())
+        raise ExportError(
+            f"the checkpoint's post-processor ({names}) cannot be exported: it runs outside "
+            f"the network; add --no-crf to export the network alone"
+        )
+    data = segmenter.config.data
+    info = metadata(segmenter.class_names, data.mean, data.std, segmenter.palette)
+    result = export(segmenter.model, args.out, info, fmt, args.opset, check=not args.no_check)
+    size = args.out.stat().st_size / 2**20
+    what = f"ONNX opset {args.opset}" if fmt == "onnx" else "TorchScript"
+    console.print(f"wrote {args.out} ({what}, {size:.1f} MiB)", markup=False, highlight=False)
+    if result.max_difference is None:
+        reason = "--no-check" if args.no_check else "onnxruntime is not installed"
+        console.print(
+            f"not checked against PyTorch ({reason}; pip install 'segkit[export]')",
+            markup=False,
+            highlight=False,
+        )
+        return 0
+    sizes = ", ".join(f"{h}×{w} {d:.2g}" for (h, w), d in result.differences.items())
+    verdict = "ok" if result.max_difference <= TOLERANCE else f"ABOVE {TOLERANCE:g}"
+    console.print(
+        f"checked with {result.checked_with}: max |logits - PyTorch| {sizes} ({verdict})",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    return 0 if result.max_difference <= TOLERANCE else 1
