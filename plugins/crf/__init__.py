@@ -33,11 +33,21 @@ from __future__ import annotations
 
 from typing import Literal
 
+from segkit_plugins.crf.conv import ConvCRF, ConvCRFParams, conv_crf
 from segkit_plugins.crf.meanfield import TorchDenseCRF, dense_crf
 from segkit_plugins.crf.native import PyDenseCRF
 from segkit_plugins.crf.params import KERNEL_PARAMS, CRFParams, unary_from_probabilities
 
-__all__ = ["CRFParams", "PyDenseCRF", "TorchDenseCRF", "dense_crf", "unary_from_probabilities"]
+__all__ = [
+    "CRFParams",
+    "ConvCRF",
+    "ConvCRFParams",
+    "PyDenseCRF",
+    "TorchDenseCRF",
+    "conv_crf",
+    "dense_crf",
+    "unary_from_probabilities",
+]
 
 from segkit import Param, hookimpl
 
@@ -62,6 +72,32 @@ def register_postprocessors(register):
             Param("device", Literal["auto", "cpu", "cuda"], "auto", "'auto': CUDA when present"),
         ],
     )
+    register(
+        "convcrf",
+        _build_convcrf,
+        help="convolutional CRF: kernels truncated to a window, messages on a coarser grid",
+        params=[
+            *(
+                Param(p.name, p.type, getattr(_CONV_DEFAULTS, p.name), p.help)
+                for p in KERNEL_PARAMS
+            ),
+            Param("window", int, _CONV_DEFAULTS.window, "odd window size k: kernels are k×k"),
+            Param(
+                "downsample",
+                int,
+                _CONV_DEFAULTS.downsample,
+                "messages on a grid this many times coarser (1: full resolution)",
+            ),
+            Param("device", Literal["auto", "cpu", "cuda"], "auto", "'auto': CUDA when present"),
+        ],
+    )
+
+
+_CONV_DEFAULTS = ConvCRFParams()
+
+
+def _build_convcrf(device: str, **params: float) -> ConvCRF:
+    return ConvCRF(ConvCRFParams(**params), device)
 
 
 def _build_densecrf(workers: int | None, **params: float) -> PyDenseCRF:
