@@ -5,7 +5,8 @@
     python benchmarks/crf.py --memory                     # also peak memory at 0.25, 1 and 4 MP
 
 The images are pydensecrf's example photographs resized to the benchmark size when
-``../shared/data/densecrf_examples`` is beside the checkout, otherwise synthetic scenes
+``../shared/data/densecrf_examples`` is beside the checkout (or where
+``SEGKIT_DENSECRF_EXAMPLES`` points), otherwise synthetic scenes
 of coloured shapes.  With the photographs, the probabilities are their labels
 (pydensecrf's reference outputs) degraded as a stride-8 network would see them: class
 scores averaged over 8×8 blocks, scaled, with Gaussian noise on that coarse grid,
@@ -46,7 +47,12 @@ from rich.table import Table
 
 import segkit
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "densecrf_examples"
+EXAMPLES = Path(
+    os.environ.get(
+        "SEGKIT_DENSECRF_EXAMPLES",
+        Path(__file__).resolve().parents[2] / "shared" / "data" / "densecrf_examples",
+    )
+)
 MEGAPIXELS = (0.25, 1.0, 4.0)
 #: pydensecrf's example kernel widths, shared by all three post-processors here.
 WIDTHS = {"gaussian_sxy": 3.0, "bilateral_sxy": 80.0, "bilateral_srgb": 13.0}
@@ -99,13 +105,16 @@ def degrade(
     labels: torch.Tensor, classes: int, rng: np.random.Generator, stride: int = 8
 ) -> torch.Tensor:
     """Probabilities a stride-``stride`` network might give for ``labels``: block-averaged
-    one-hot scores, scaled by 2.5, plus unit Gaussian noise on the coarse grid, upsampled."""
+    one-hot scores, scaled by 2.5, plus unit Gaussian noise on the coarse grid, upsampled.
+    Classes absent from an image score 4 lower: a network rarely confuses a photo's
+    objects with every other class at once."""
     height, width = labels.shape[-2:]
     onehot = F.one_hot(labels, classes).permute(0, 3, 1, 2).float()
     coarse = F.adaptive_avg_pool2d(onehot, (height // stride, width // stride))
+    present = onehot.amax((2, 3), keepdim=True)
     noise = torch.from_numpy(rng.normal(0, 1, coarse.shape)).float()
-    scores = F.interpolate(2.5 * coarse + noise, (height, width), mode="bilinear")
-    return scores.softmax(1)
+    coarse = 2.5 * coarse + noise - 4 * (1 - present)
+    return F.interpolate(coarse, (height, width), mode="bilinear").softmax(1)
 
 
 def mean_iou(probs: torch.Tensor, labels: torch.Tensor) -> float:

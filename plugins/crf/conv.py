@@ -97,9 +97,14 @@ class ConvCRF:
         required = estimate_conv_memory(n, classes, height, width, self.params, value_bytes)
         check_postprocess_inputs(probs, images, required_bytes=required, device=device)
         dtype = torch.float64 if probs.dtype == torch.float64 else torch.float32
-        logp = probs.to(device, dtype).clamp_min(PROBABILITY_FLOOR).log()
-        refined = conv_crf(-logp, images.to(device), self.params)
-        return refined.to(probs.device, probs.dtype)
+        # On the CPU one image at a time: a batch's buffers fall out of the cache, which
+        # costs more than batching saves.  On a GPU the whole batch goes at once.
+        chunk = 1 if device.type == "cpu" else max(n, 1)
+        refined = []
+        for i in range(0, n, chunk):
+            logp = probs[i : i + chunk].to(device, dtype).clamp_min(PROBABILITY_FLOOR).log()
+            refined.append(conv_crf(-logp, images[i : i + chunk].to(device), self.params))
+        return torch.cat(refined).to(probs.device, probs.dtype)
 
     def layer(
         self,
@@ -121,13 +126,13 @@ class ConvCRF:
 
 
 def check_window(params: ConvCRFParams, height: int, width: int) -> None:
-    """A :class:`DataError` unless the window fits in the (coarse) image."""
-    coarse = (math.ceil(height / params.downsample), math.ceil(width / params.downsample))
-    if params.window > min(coarse):
+    """A :class:`DataError` when the window is larger than the image: a window that
+    cannot fit says the parameters were meant for other images.  (On the coarse grid a
+    window may overhang the image; neighbours outside simply send nothing.)"""
+    if params.window > min(height, width):
         raise DataError(
-            f"convcrf: window {params.window} is larger than the {height}×{width} image "
-            f"({coarse[0]}×{coarse[1]} at downsample {params.downsample}); use a smaller "
-            f"window or downsample"
+            f"convcrf: window {params.window} is larger than the {height}×{width} image; "
+            f"use a window of at most {min(height, width) - (min(height, width) + 1) % 2}"
         )
 
 
@@ -216,8 +221,9 @@ class ConvMessages:
                 difference = colours - self._neighbour(padded_colours, dy, dx)
                 colour2 = difference.square_().sum(1, keepdim=True)
                 spatial = -distance2 / (2 * params.bilateral_sxy**2)
-                bilateral.append(colour2.neg_().add_(spatial).exp_().mul_(neighbour_inside))
-            # offset-major N×h×w×1 maps: each offset's weights broadcast over the classes
+                exponent = colour2.mul_(-0.5).add_(spatial)
+                bilateral.append(exponent.exp_().mul_(neighbour_inside))
+            # offset-major N×1×h×w maps: each offset's weights broadcast over the classes
             self.gaussian = _offset_major(self._normalise(torch.cat(gaussian, 1)))
             self.bilateral = _offset_major(self._normalise(torch.cat(bilateral, 1)))
             self.upsampling = None
@@ -231,30 +237,28 @@ class ConvMessages:
         return [(dy, dx) for dy in span for dx in span if (dy, dx) != (0, 0)]
 
     def kernel(self, weights: Tensor) -> Tensor:
-        """(window²-1)×N×h×w×1: the weight of the neighbour at each offset, both kernels."""
+        """(window²-1)×N×1×h×w: the weight of the neighbour at each offset, both kernels."""
         return weights[0] * self.gaussian + weights[1] * self.bilateral
 
     def __call__(self, q: Tensor, kernel: Tensor) -> Tensor:
         n, height, width = self.shape
         classes = q.shape[1]
-        # N×h×w×C: the classes of a pixel side by side, as the kernel maps broadcast them
         pixels = q.view(n, height, width, classes).permute(0, 3, 1, 2)
-        coarse = self._pool(pixels).permute(0, 2, 3, 1)
+        # N×C×h×w: each offset's weight map broadcasts over the classes along whole rows
+        coarse = self._pool(pixels).contiguous()
         # the kernel is zero where a neighbour falls outside, so zero padding is exact
-        half = self.window // 2
-        padded = F.pad(coarse, (0, 0, half, half, half, half))
+        padded = self._padded(coarse)
         grad = torch.is_grad_enabled() and (padded.requires_grad or kernel.requires_grad)
         message = None
         for index, (dy, dx) in enumerate(self.offsets()):
-            neighbour = padded[:, half + dy : half + dy + coarse.shape[1]]
-            neighbour = neighbour[:, :, half + dx : half + dx + coarse.shape[2]]
+            neighbour = self._neighbour(padded, dy, dx)
             if message is None:
                 message = kernel[index] * neighbour
             elif grad:  # autograd keeps each step's inputs: out of place
                 message = torch.addcmul(message, kernel[index], neighbour)
             else:
                 message.addcmul_(kernel[index], neighbour)
-        message = message.reshape(-1, classes)
+        message = message.permute(0, 2, 3, 1).reshape(-1, classes)
         if self.upsampling is None:
             return message
         return SparseProduct.apply(message, self.upsampling)
@@ -285,7 +289,7 @@ class ConvMessages:
 
 
 def _offset_major(kernel: Tensor) -> Tensor:
-    return kernel.permute(1, 0, 2, 3).unsqueeze(-1).contiguous()
+    return kernel.permute(1, 0, 2, 3).unsqueeze(2).contiguous()
 
 
 class SparseMatrix:
