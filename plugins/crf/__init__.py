@@ -25,8 +25,17 @@ The defaults are DeepLab-LargeFOV's cross-validated values for PASCAL VOC 2012
 (Chen et al. 2015): bilateral weight w_b = 4, θα = 121, θβ = 5; Gaussian weight
 w_g = 3, θγ = 3; 10 mean-field iterations.
 
+A third, ``convcrf`` (Teichmann & Cipolla 2018), truncates both kernels to a local
+window and passes the messages on a coarser grid: a convolution whose filter varies
+from pixel to pixel, linear in the pixels and cheaper than the lattice.
+
+``densecrf_torch`` and ``convcrf`` also act as a trained layer after a model
+(CRF-as-RNN, Zheng et al. 2015): ``[model.crf]`` names one of them, and the model
+unrolls its mean-field updates with learnable kernel weights and compatibility.
+
 Modules: ``params`` (the parameters), ``native`` (``densecrf``), ``meanfield``
-(``densecrf_torch``) and ``lattice`` (the permutohedral lattice it filters on).
+(``densecrf_torch``), ``lattice`` (the permutohedral lattice it filters on), ``conv``
+(``convcrf``) and ``layer`` (the CRF as a trained layer).
 """
 
 from __future__ import annotations
