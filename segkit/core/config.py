@@ -206,7 +206,9 @@ def _parse_section(cls: type, table: Any, where: str, registry: Registry | None)
                 raise ConfigError(f"{where}: '{name}' is required")
             continue
         value, hint = table[name], hints[name]
-        if hint is Part or hint == Part | None:
+        if hint == Part | None and value is None:  # a checkpoint's config keeps the None
+            values[name] = None
+        elif hint is Part or hint == Part | None:
             extra = _PART_EXTRA.get(name, ())
             values[name] = _parse_part(value, f"{where}.{name}", _PART_KIND[name], registry, extra)
         else:
