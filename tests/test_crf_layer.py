@@ -112,6 +112,8 @@ def test_warm_up_trains_the_plain_model_first_and_counts_in_the_state():
     images = normalised(batch([8], height=32, width=32)[0])
     crf = Part("convcrf", {"iterations": 2, "downsample": 2, "warmup_steps": 2})
     model, plain = model_with(crf), model_with(None)
+    with torch.no_grad():  # evaluated during the warm-up, it is the plain model too
+        torch.testing.assert_close(model(images), plain(images), rtol=0, atol=0)
     model.train(), plain.train()
     torch.manual_seed(0)
     for step in range(3):

@@ -9,8 +9,9 @@ fixed.  The message passing is the post-processor's own: :class:`ConvMessages`
 (``convcrf``) or the permutohedral lattice (``densecrf_torch``).
 
 With ``iterations = 0`` the layer returns the scores unchanged.  With ``warmup_steps``
-the plain model trains alone for that many training forward passes first; the count is
-a buffer, so it is saved in checkpoints and a resumed run continues where it stopped.
+the plain model trains alone for that many training forward passes first (and is
+evaluated alone meanwhile); the count is a buffer, so it is saved in checkpoints and a
+resumed run continues where it stopped.
 """
 
 from __future__ import annotations
@@ -71,11 +72,13 @@ class CRFLayer(nn.Module):
                 f"{'×'.join(map(str, images.shape[-2:]))} images; use an upsampler that "
                 f"returns the input size"
             )
+        # during the warm-up the model is the plain model, in training and in evaluation
         if self.training:
             self.steps_seen += 1
-            if self.steps_seen <= self.warmup_steps:
-                return scores
-        if self.iterations == 0:
+            warming_up = bool(self.steps_seen <= self.warmup_steps)
+        else:
+            warming_up = bool(self.steps_seen < self.warmup_steps)
+        if warming_up or self.iterations == 0:
             return scores
         # The CRF computes in float32 (float64 for gradient checks), also under autocast:
         # the lattice's sparse products have no half-precision kernels, and the exp of
