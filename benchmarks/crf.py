@@ -1,14 +1,23 @@
-"""Dense CRF post-processors side by side: time per image, agreement and peak memory.
+"""CRF post-processors side by side: time per image, accuracy, agreement and peak memory.
 
     python benchmarks/crf.py                              # CPU, 500×375, 21 classes, 10 iterations
     python benchmarks/crf.py --device cuda --batch 8      # densecrf_torch on a GPU, 8 per batch
     python benchmarks/crf.py --memory                     # also peak memory at 0.25, 1 and 4 MP
 
 The images are pydensecrf's example photographs resized to the benchmark size when
-``../shared/data/densecrf_examples`` is beside the checkout, otherwise synthetic scenes
-of coloured shapes.  The probabilities are smooth random scores passed through a
-softmax, like a network's upsampled output.  ``densecrf`` runs once with one worker
-(pydensecrf as it is) and once with one worker per core (as the plugin runs a batch).
+``../shared/data/densecrf_examples`` is beside the checkout (or where
+``SEGKIT_DENSECRF_EXAMPLES`` points), otherwise synthetic scenes
+of coloured shapes.  With the photographs, the probabilities are their labels
+(pydensecrf's reference outputs) degraded as a stride-8 network would see them: class
+scores averaged over 8×8 blocks, scaled, with Gaussian noise on that coarse grid,
+bilinearly upsampled and passed through a softmax; the table then gives each
+post-processor's mIoU against those labels and its gain over the unaries.  (The labels
+come from pydensecrf itself, which favours ``densecrf``.)  Without them the
+probabilities are smooth random scores.  ``densecrf``, ``densecrf_torch`` and ``convcrf``
+run with the same kernel widths (pydensecrf's example: θα 80, θβ 13, θγ 3) and
+iterations; the dense CRFs with that example's weights, ``convcrf`` with its own
+defaults.  ``densecrf`` runs once with one worker (pydensecrf as it is) and once with
+one worker per core (as the plugin runs a batch).
 OpenMP threads wait passively unless OMP_WAIT_POLICY says otherwise (see below).
 Peak memory is measured in a fresh process per case: the high-water resident set size
 above what the inputs already take (CPU), or torch.cuda.max_memory_allocated (CUDA).
@@ -38,27 +47,88 @@ from rich.table import Table
 
 import segkit
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "densecrf_examples"
+EXAMPLES = Path(
+    os.environ.get(
+        "SEGKIT_DENSECRF_EXAMPLES",
+        Path(__file__).resolve().parents[2] / "shared" / "data" / "densecrf_examples",
+    )
+)
 MEGAPIXELS = (0.25, 1.0, 4.0)
+#: pydensecrf's example kernel widths, shared by all three post-processors here.
+WIDTHS = {"gaussian_sxy": 3.0, "bilateral_sxy": 80.0, "bilateral_srgb": 13.0}
+#: pydensecrf's example weights, for the two dense CRFs.
+DENSE_WEIGHTS = {"gaussian_compat": 3.0, "bilateral_compat": 10.0}
 
 
 def make_inputs(
     n: int, classes: int, height: int, width: int, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """N×C×H×W probabilities and N×3×H×W uint8 images."""
+    probs, images, _ = make_labelled_inputs(n, classes, height, width, seed)
+    return probs, images
+
+
+def make_labelled_inputs(
+    n: int, classes: int, height: int, width: int, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Probabilities, images and, with the photographs, their N×H×W labels."""
     rng = np.random.default_rng(seed)
     photos = sorted(EXAMPLES.glob("im*.png")) if EXAMPLES.is_dir() else []
-    images = []
+    images, labels = [], []
     for i in range(n):
         if photos:
             photo = Image.open(photos[i % len(photos)]).convert("RGB")
             images.append(np.asarray(photo.resize((width, height), Image.BILINEAR)))
+            reference = photos[i % len(photos)].with_name(
+                photos[i % len(photos)].name.replace("im", "out")
+            )
+            labels.append(photo_labels(reference, height, width))
         else:
             images.append(synthetic_image(rng, height, width))
     images = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
-    coarse = torch.from_numpy(rng.normal(0, 3, (n, classes, height // 16 + 2, width // 16 + 2)))
-    scores = F.interpolate(coarse.float(), size=(height, width), mode="bilinear")
-    return scores.softmax(1), images
+    if not labels:
+        coarse = rng.normal(0, 3, (n, classes, height // 16 + 2, width // 16 + 2))
+        scores = F.interpolate(torch.from_numpy(coarse).float(), (height, width), mode="bilinear")
+        return scores.softmax(1), images, None
+    label_tensor = torch.from_numpy(np.stack(labels)).long()
+    return degrade(label_tensor, classes, rng), images, label_tensor
+
+
+def photo_labels(path: Path, height: int, width: int) -> np.ndarray:
+    """A colour-coded label image as class indices 0, 1, ... (in colour order)."""
+    colours = np.asarray(Image.open(path).convert("RGB").resize((width, height), Image.NEAREST))
+    _, index = np.unique(colours.reshape(-1, 3), axis=0, return_inverse=True)
+    return index.reshape(height, width)
+
+
+def degrade(
+    labels: torch.Tensor, classes: int, rng: np.random.Generator, stride: int = 8
+) -> torch.Tensor:
+    """Probabilities a stride-``stride`` network might give for ``labels``: block-averaged
+    one-hot scores, scaled by 2.5, plus unit Gaussian noise on the coarse grid, upsampled.
+    Classes absent from an image score 4 lower: a network rarely confuses a photo's
+    objects with every other class at once."""
+    height, width = labels.shape[-2:]
+    onehot = F.one_hot(labels, classes).permute(0, 3, 1, 2).float()
+    coarse = F.adaptive_avg_pool2d(onehot, (height // stride, width // stride))
+    present = onehot.amax((2, 3), keepdim=True)
+    noise = torch.from_numpy(rng.normal(0, 1, coarse.shape)).float()
+    coarse = 2.5 * coarse + noise - 4 * (1 - present)
+    return F.interpolate(coarse, (height, width), mode="bilinear").softmax(1)
+
+
+def mean_iou(probs: torch.Tensor, labels: torch.Tensor) -> float:
+    """mIoU over each image's classes present in the labels or the prediction, averaged
+    over the images."""
+    scores = []
+    for predicted, truth in zip(probs.argmax(1), labels, strict=True):
+        ious = []
+        for c in torch.unique(torch.cat([predicted.unique(), truth.unique()])):
+            intersection = ((predicted == c) & (truth == c)).sum()
+            union = ((predicted == c) | (truth == c)).sum()
+            ious.append(float(intersection) / float(union))
+        scores.append(sum(ious) / len(ious))
+    return sum(scores) / len(scores)
 
 
 def synthetic_image(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -89,16 +159,19 @@ def timed(postprocessor, probs, images, batch: int, device: str) -> tuple[float,
 
 def run_timing(args: argparse.Namespace, console: Console) -> None:
     height, width = args.height, args.width
-    probs, images = make_inputs(args.images, args.classes, height, width)
-    kernel = {"iterations": args.iterations}
-    torch_crf = segkit.build_postprocessor("densecrf_torch", device=args.device, **kernel)
-    rows = []
+    probs, images, labels = make_labelled_inputs(args.images, args.classes, height, width)
+    dense = {"iterations": args.iterations, **WIDTHS, **DENSE_WEIGHTS}
+    torch_crf = segkit.build_postprocessor("densecrf_torch", device=args.device, **dense)
+    conv_crf = segkit.build_postprocessor(
+        "convcrf", device=args.device, iterations=args.iterations, **WIDTHS
+    )
+    rows = [("unaries", "—", "—", args.images, None, probs)]
     reference = None
     if not args.skip_pydensecrf:
-        serial = segkit.build_postprocessor("densecrf", workers=1, **kernel)
+        serial = segkit.build_postprocessor("densecrf", workers=1, **dense)
         seconds, reference = timed(serial, probs, images, 1, "cpu")
         rows.append(("densecrf", "1 process", "cpu", 1, seconds, reference))
-        parallel = segkit.build_postprocessor("densecrf", **kernel)
+        parallel = segkit.build_postprocessor("densecrf", **dense)
         timed(parallel, probs[:2], images[:2], 2, "cpu")  # starts the worker processes
         workers = min(args.batch_cpu, len(probs))
         seconds, out = timed(parallel, probs, images, workers, "cpu")
@@ -106,38 +179,47 @@ def run_timing(args: argparse.Namespace, console: Console) -> None:
     on_device_probs = probs.to(args.device)
     on_device_images = images.to(args.device)
     threads = f"{torch.get_num_threads()} threads" if args.device == "cpu" else "GPU"
-    start = time.perf_counter()
-    first_out = torch_crf(on_device_probs[:1], on_device_images[:1]).cpu()
-    first = time.perf_counter() - start
-    rows.append(("densecrf_torch", f"first call, {threads}", args.device, 1, first, None))
+    for name, crf in (("densecrf_torch", torch_crf), ("convcrf", conv_crf)):
+        start = time.perf_counter()
+        crf(on_device_probs[:1], on_device_images[:1]).cpu()
+        first = time.perf_counter() - start
+        rows.append((name, f"first call, {threads}", args.device, 1, first, None))
+    # one at a time and in batches, the two PyTorch CRFs interleaved so that a shared
+    # machine's load falls on both alike
     for batch in sorted({1, args.batch}):
-        seconds, out = timed(torch_crf, on_device_probs, on_device_images, batch, args.device)
-        rows.append(("densecrf_torch", threads, args.device, batch, seconds, out))
-    del first_out
+        for name, crf in (("densecrf_torch", torch_crf), ("convcrf", conv_crf)):
+            seconds, out = timed(crf, on_device_probs, on_device_images, batch, args.device)
+            rows.append((name, threads, args.device, batch, seconds, out))
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     table = Table(
-        title=f"dense CRF, {width}×{height}, {args.classes} classes, {args.iterations} iterations, "
+        title=f"CRFs, {width}×{height}, {args.classes} classes, {args.iterations} iterations, "
         f"{args.images} images (OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
         f"load {load:.1f} on {os.cpu_count()} cores)"
     )
-    for column in (
-        "post-processor",
-        "how",
-        "device",
-        "batch",
-        "s / image",
-        "× pydensecrf",
-        "same label as pydensecrf",
-    ):
-        table.add_column(column, justify="right" if column[0] in "sb×" else "left")
-    base = rows[0][4] if reference is not None else None
+    columns = ["post-processor", "how", "device", "batch", "s / image", "× pydensecrf"]
+    columns += ["× densecrf_torch", "same label as pydensecrf", "mIoU", "gain"]
+    for column in columns:
+        table.add_column(column, justify="right" if column[0] in "sb×mg" else "left")
+    base = rows[1][4] if reference is not None else None
+    torch_times = {r[3]: r[4] for r in rows if r[0] == "densecrf_torch" and "first" not in r[1]}
+    unary_iou = mean_iou(probs, labels) if labels is not None else None
     for name, how, device, batch, seconds, out in rows:
-        ratio = f"{seconds / base:.2f}" if base else "—"
+        ratio = f"{seconds / base:.2f}" if base and seconds else "—"
+        torch_ratio = "—"
+        if seconds and "first" not in how and batch in torch_times:
+            torch_ratio = f"{seconds / torch_times[batch]:.2f}"
         same = "—"
-        if reference is not None and out is not None:
+        if reference is not None and out is not None and name != "unaries":
             same = f"{100 * float((out.argmax(1) == reference.argmax(1)).float().mean()):.2f}%"
-        table.add_row(name, how, device, str(batch), f"{seconds:.3f}", ratio, same)
+        miou = gain = "—"
+        if unary_iou is not None and out is not None:
+            value = mean_iou(out, labels)
+            miou, gain = f"{value:.4f}", f"{value - unary_iou:+.4f}"
+        time_text = f"{seconds:.3f}" if seconds else "—"
+        table.add_row(
+            name, how, device, str(batch), time_text, ratio, torch_ratio, same, miou, gain
+        )
     console.print(table)
 
 
@@ -147,16 +229,18 @@ def measure_peak(args: argparse.Namespace) -> None:
         args.device = "cpu"
     height, width = size_of(args.measure_megapixels)
     probs, images = make_inputs(1, args.classes, height, width)
-    params = {"iterations": args.iterations}
-    if args.measure == "densecrf_torch":
-        params["device"] = args.device
-    else:
+    params = {"iterations": args.iterations, **WIDTHS}
+    if args.measure != "convcrf":
+        params.update(DENSE_WEIGHTS)
+    if args.measure == "densecrf":
         params["workers"] = 1
+    else:
+        params["device"] = args.device
     postprocessor = segkit.build_postprocessor(args.measure, **params)
     # a tiny first call pages in the libraries' code, which is no part of the peak
     tiny_probs, tiny_images = make_inputs(1, args.classes, 24, 32, seed=1)
     postprocessor(tiny_probs.to(args.device), tiny_images.to(args.device))
-    if args.device == "cuda" and args.measure == "densecrf_torch":
+    if args.device == "cuda" and args.measure != "densecrf":
         probs, images = probs.cuda(), images.cuda()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
@@ -176,9 +260,9 @@ def run_memory(args: argparse.Namespace, console: Console) -> None:
         table.add_column(
             column, justify="left" if column in ("post-processor", "device") else "right"
         )
-    plugins = ["densecrf_torch"] + ([] if args.skip_pydensecrf else ["densecrf"])
+    plugins = ["densecrf_torch", "convcrf"] + ([] if args.skip_pydensecrf else ["densecrf"])
     for name in plugins:
-        device = args.device if name == "densecrf_torch" else "cpu"
+        device = args.device if name != "densecrf" else "cpu"
         for megapixels in MEGAPIXELS:
             command = [
                 sys.executable,
@@ -218,7 +302,7 @@ def main() -> None:
         "--batch",
         type=int,
         default=8,
-        help="densecrf_torch images per call, besides one at a time (default 8)",
+        help="densecrf_torch and convcrf images per call, besides one at a time (default 8)",
     )
     parser.add_argument(
         "--batch-cpu",

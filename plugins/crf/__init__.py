@@ -25,19 +25,38 @@ The defaults are DeepLab-LargeFOV's cross-validated values for PASCAL VOC 2012
 (Chen et al. 2015): bilateral weight w_b = 4, θα = 121, θβ = 5; Gaussian weight
 w_g = 3, θγ = 3; 10 mean-field iterations.
 
+A third, ``convcrf`` (Teichmann & Cipolla 2018), truncates both kernels to a local
+window and passes the messages on a coarser grid: a convolution whose filter varies
+from pixel to pixel, linear in the pixels and cheaper than the lattice.
+
+``densecrf_torch`` and ``convcrf`` also act as a trained layer after a model
+(CRF-as-RNN, Zheng et al. 2015): ``[model.crf]`` names one of them, and the model
+unrolls its mean-field updates with learnable kernel weights and compatibility.
+
 Modules: ``params`` (the parameters), ``native`` (``densecrf``), ``meanfield``
-(``densecrf_torch``) and ``lattice`` (the permutohedral lattice it filters on).
+(``densecrf_torch``), ``lattice`` (the permutohedral lattice it filters on), ``conv``
+(``convcrf``) and ``layer`` (the CRF as a trained layer).
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
+from segkit_plugins.crf.conv import ConvCRF, ConvCRFParams, conv_crf
 from segkit_plugins.crf.meanfield import TorchDenseCRF, dense_crf
 from segkit_plugins.crf.native import PyDenseCRF
 from segkit_plugins.crf.params import KERNEL_PARAMS, CRFParams, unary_from_probabilities
 
-__all__ = ["CRFParams", "PyDenseCRF", "TorchDenseCRF", "dense_crf", "unary_from_probabilities"]
+__all__ = [
+    "CRFParams",
+    "ConvCRF",
+    "ConvCRFParams",
+    "PyDenseCRF",
+    "TorchDenseCRF",
+    "conv_crf",
+    "dense_crf",
+    "unary_from_probabilities",
+]
 
 from segkit import Param, hookimpl
 
@@ -62,6 +81,32 @@ def register_postprocessors(register):
             Param("device", Literal["auto", "cpu", "cuda"], "auto", "'auto': CUDA when present"),
         ],
     )
+    register(
+        "convcrf",
+        _build_convcrf,
+        help="convolutional CRF: kernels truncated to a window, messages on a coarser grid",
+        params=[
+            *(
+                Param(p.name, p.type, getattr(_CONV_DEFAULTS, p.name), p.help)
+                for p in KERNEL_PARAMS
+            ),
+            Param("window", int, _CONV_DEFAULTS.window, "odd window size k: kernels are k×k"),
+            Param(
+                "downsample",
+                int,
+                _CONV_DEFAULTS.downsample,
+                "messages on a grid this many times coarser (1: full resolution)",
+            ),
+            Param("device", Literal["auto", "cpu", "cuda"], "auto", "'auto': CUDA when present"),
+        ],
+    )
+
+
+_CONV_DEFAULTS = ConvCRFParams()
+
+
+def _build_convcrf(device: str, **params: float) -> ConvCRF:
+    return ConvCRF(ConvCRFParams(**params), device)
 
 
 def _build_densecrf(workers: int | None, **params: float) -> PyDenseCRF:

@@ -8,11 +8,13 @@ and the result is differentiable with respect to the unaries (:func:`dense_crf`)
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 import torch
 from segkit_plugins.crf.lattice import FilterFunction, bilateral_filter, spatial_filter
+from segkit_plugins.crf.layer import CRFLayer
 from segkit_plugins.crf.params import _DEFAULTS, PROBABILITY_FLOOR, CRFParams
-from torch import Tensor
+from torch import Tensor, nn
 
 from segkit import ConfigError, DataError, check_postprocess_inputs
 
@@ -67,6 +69,24 @@ class TorchDenseCRF:
             for i in range(0, n, chunk)
         ]
         return torch.cat(refined).to(probs.device, probs.dtype)
+
+    def layer(
+        self,
+        num_classes: int,
+        image_mean: Sequence[float],
+        image_std: Sequence[float],
+        warmup_steps: int = 0,
+    ) -> nn.Module:
+        """This CRF as a trainable layer after a model (:class:`CRFLayer`)."""
+        return CRFLayer(
+            self.name,
+            self.params,
+            lattice_messages,
+            num_classes,
+            image_mean,
+            image_std,
+            warmup_steps,
+        )
 
 
 def estimate_torch_memory(
@@ -159,3 +179,25 @@ def _class_padding(classes: int, device: torch.device) -> int:
     if device.type != "cpu" or classes <= 16 or classes % 8 < 4:
         return 0
     return -classes % 8
+
+
+def lattice_messages(images: Tensor, params: CRFParams) -> Callable[[Tensor, Tensor], Tensor]:
+    """The message passing of :class:`CRFLayer` for images in 0..255: ``messages(q,
+    weights)`` with the two kernel weights as a tensor (the lattices have unit weight)."""
+    n, _, height, width = images.shape
+    spatial = spatial_filter(height, width, params.gaussian_sxy, 1.0, str(images.device))
+    bilateral = bilateral_filter(
+        images, params.bilateral_sxy, params.bilateral_srgb, 1.0, classes=1
+    )
+
+    def messages(q: Tensor, weights: Tensor) -> Tensor:
+        classes = q.shape[1]
+        # rows pixel-major, image-minor: the smoothness lattice sees (H·W)×(N·C) and
+        # the appearance lattice (H·W·N)×C over the same memory
+        rows = q.permute(2, 3, 0, 1).reshape(-1, classes).contiguous()
+        smooth = FilterFunction.apply(rows.view(height * width, -1), spatial).view_as(rows)
+        appearance = FilterFunction.apply(rows, bilateral)
+        message = weights[0] * smooth + weights[1] * appearance
+        return message.view(height, width, n, classes).permute(2, 3, 0, 1)
+
+    return messages

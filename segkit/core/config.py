@@ -63,6 +63,22 @@ class ModelConfig:
     head: Part
     upsampler: Part = field(default_factory=lambda: Part("interpolate"))
     num_classes: int | None = _help("number of classes; taken from the dataset when omitted", None)
+    crf: Part | None = _help(
+        "a CRF layer after the upsampler, trained with the model: a post-processor that "
+        "offers one (its name and parameters) and the layer's keys",
+        None,
+    )
+
+
+#: Keys of ``[model.crf]`` that belong to the layer, not to the CRF post-processor it uses.
+CRF_LAYER_PARAMS = (
+    Param(
+        "warmup_steps",
+        int,
+        0,
+        "training steps of the plain model before the CRF layer joins in",
+    ),
+)
 
 
 @dataclass
@@ -172,11 +188,14 @@ _PART_KIND = {
     "head": "head",
     "upsampler": "upsampler",
     "dataset": "dataset",
+    "crf": "postprocessor",
     "optimizer": "optimizer",
     "schedule": "schedule",
     "loss": "loss",
     "augment": "augmentation",
 }
+#: Keys a part's table may hold besides its plugin's parameters.
+_PART_EXTRA = {"crf": CRF_LAYER_PARAMS}
 _RUN_STEPS = ("train", "evaluate", "predict")
 
 
@@ -191,13 +210,21 @@ def _to_plain(value: Any) -> Any:
 
 
 def _parse_part(
-    table: Any, where: str, kind: str, registry: Registry | None, cls: type[Part] = Part
+    table: Any,
+    where: str,
+    kind: str,
+    registry: Registry | None,
+    extra: Iterable[Param] = (),
+    cls: type[Part] = Part,
 ) -> Part:
     if isinstance(table, str):
         table = {"name": table}
     if not isinstance(table, Mapping) or "name" not in table:
         raise ConfigError(f"{where}: expected a table with a 'name' key, e.g. name = \"...\"")
     params = {k: v for k, v in table.items() if k != "name"}
+    own = {p.name: p for p in extra}
+    for key in own.keys() & params.keys():
+        params[key] = own[key].check(params[key], where)
     if cls is LossTerm:
         weight = params.pop("weight", 1.0)
         if isinstance(weight, bool) or not isinstance(weight, int | float):
@@ -210,7 +237,8 @@ def _parse_part(
             component = registry.get(kind, part.name)
         except PluginError as exc:
             raise ConfigError(f"{where}: {exc}") from None
-        component.bind(params)  # unknown or mistyped parameters fail now, not mid-run
+        # unknown or mistyped parameters fail now, not mid-run
+        component.bind({k: v for k, v in params.items() if k not in own})
     return part
 
 
@@ -232,8 +260,11 @@ def _parse_section(cls: type, table: Any, where: str, registry: Registry | None)
                 raise ConfigError(f"{where}: '{name}' is required")
             continue
         value, hint = table[name], hints[name]
-        if hint is Part:
-            values[name] = _parse_part(value, f"{where}.{name}", _PART_KIND[name], registry)
+        if hint == Part | None and value is None:  # a checkpoint's config keeps the None
+            values[name] = None
+        elif hint is Part or hint == Part | None:
+            extra = _PART_EXTRA.get(name, ())
+            values[name] = _parse_part(value, f"{where}.{name}", _PART_KIND[name], registry, extra)
         elif typing.get_origin(hint) is list and typing.get_args(hint)[0] in (Part, LossTerm):
             values[name] = _parse_parts(
                 value, f"{where}.{name}", _PART_KIND[name], registry, typing.get_args(hint)[0]
@@ -249,7 +280,9 @@ def _parse_parts(
 ) -> list[Part]:
     """A list of parts: one name, one table, or an array of names and tables."""
     items = value if isinstance(value, list) else [value]
-    return [_parse_part(item, f"{where}[{i}]", kind, registry, cls) for i, item in enumerate(items)]
+    return [
+        _parse_part(item, f"{where}[{i}]", kind, registry, cls=cls) for i, item in enumerate(items)
+    ]
 
 
 def upgrade(raw: Mapping[str, Any]) -> dict[str, Any]:

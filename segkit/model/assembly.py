@@ -1,10 +1,12 @@
-"""Model assembly: backbone -> head -> upsampler, each built by its plugin."""
+"""Model assembly: backbone -> head -> upsampler [-> CRF layer], each built by its plugin."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from torch import Tensor, nn
 
-from segkit.core.config import Config, Part
+from segkit.core.config import CRF_LAYER_PARAMS, Config, Part
 from segkit.core.errors import ConfigError
 from segkit.core.registry import Registry
 from segkit.model.geometry import BackboneInfo
@@ -15,24 +17,35 @@ class SegmentationModel(nn.Module):
 
     The backbone returns named feature maps; the head turns them (and the image,
     which some heads such as DeepLab-MSc read) into scores at its own stride; the
-    upsampler brings the scores back to exactly H×W.
+    upsampler brings the scores back to exactly H×W.  An optional CRF layer then
+    refines the scores with the image (``crf(scores, images)``, same shape).
     """
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, upsampler: nn.Module) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: nn.Module,
+        upsampler: nn.Module,
+        crf: nn.Module | None = None,
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
         self.upsampler = upsampler
+        self.crf = crf
 
     def forward(self, images: Tensor) -> Tensor:
         features = {"image": images, **self.backbone(images)}
         scores = self.head(features)
-        return self.upsampler(scores, images.shape[-2:])
+        scores = self.upsampler(scores, images.shape[-2:])
+        return scores if self.crf is None else self.crf(scores, images)
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        """Backbone and head parameters, so the head can get its own learning rate."""
+        """Backbone and head parameters, so the head can get its own learning rate
+        (the upsampler and the CRF layer learn with the head)."""
         backbone = [p for p in self.backbone.parameters() if p.requires_grad]
-        rest = [p for m in (self.head, self.upsampler) for p in m.parameters() if p.requires_grad]
+        after = [m for m in (self.head, self.upsampler, self.crf) if m is not None]
+        rest = [p for m in after for p in m.parameters() if p.requires_grad]
         return {"backbone": backbone, "head": rest}
 
 
@@ -42,8 +55,16 @@ def build_model_from_parts(
     head: Part,
     upsampler: Part,
     num_classes: int,
+    crf: Part | None = None,
+    image_mean: Sequence[float] = (0.485, 0.456, 0.406),
+    image_std: Sequence[float] = (0.229, 0.224, 0.225),
 ) -> SegmentationModel:
-    """Build a model from part descriptions; errors name the part and the fix."""
+    """Build a model from part descriptions; errors name the part and the fix.
+
+    ``crf`` names a post-processor that offers a trainable layer, with its parameters
+    and the layer's keys; the layer compares the colours of the images, which it
+    receives normalised with ``image_mean`` and ``image_std``.
+    """
     if num_classes < 2:
         raise ConfigError(f"model.num_classes must be at least 2, got {num_classes}")
     backbone_module = registry.get("backbone", backbone.name).build(params=backbone.params)
@@ -59,7 +80,29 @@ def build_model_from_parts(
     upsampler_module = registry.get("upsampler", upsampler.name).build(
         num_classes, head_module.stride, head_module.offset, params=upsampler.params
     )
-    return SegmentationModel(backbone_module, head_module, upsampler_module)
+    crf_layer = None
+    if crf is not None:
+        crf_layer = _build_crf_layer(registry, crf, num_classes, image_mean, image_std)
+    return SegmentationModel(backbone_module, head_module, upsampler_module, crf_layer)
+
+
+def _build_crf_layer(
+    registry: Registry,
+    crf: Part,
+    num_classes: int,
+    image_mean: Sequence[float],
+    image_std: Sequence[float],
+) -> nn.Module:
+    layer_keys = {p.name: p.default for p in CRF_LAYER_PARAMS}
+    params = {k: v for k, v in crf.params.items() if k not in layer_keys}
+    layer_params = {k: crf.params.get(k, default) for k, default in layer_keys.items()}
+    postprocessor = registry.get("postprocessor", crf.name).build(params=params)
+    if not hasattr(postprocessor, "layer"):
+        raise ConfigError(
+            f"model.crf: post-processor '{crf.name}' cannot act as a trained layer; "
+            f"name one that can (convcrf, densecrf_torch)"
+        )
+    return postprocessor.layer(num_classes, image_mean, image_std, **layer_params)
 
 
 def build_model(config: Config, num_classes: int | None, registry: Registry) -> SegmentationModel:
@@ -70,7 +113,16 @@ def build_model(config: Config, num_classes: int | None, registry: Registry) -> 
             "model.num_classes is not set; set it in [model] or let the dataset provide it"
         )
     m = config.model
-    return build_model_from_parts(registry, m.backbone, m.head, m.upsampler, classes)
+    return build_model_from_parts(
+        registry,
+        m.backbone,
+        m.head,
+        m.upsampler,
+        classes,
+        m.crf,
+        config.data.mean,
+        config.data.std,
+    )
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -82,7 +82,9 @@ def print_summary(
     if any(p.name == "weights" for p in registry.get("backbone", backbone.name).params):
         backbone = Part(backbone.name, {**backbone.params, "weights": None})
     m = config.model
-    model = build_model_from_parts(registry, backbone, m.head, m.upsampler, classes)
+    model = build_model_from_parts(
+        registry, backbone, m.head, m.upsampler, classes, m.crf, config.data.mean, config.data.std
+    )
     images = torch.zeros(1, 3, height, width)
     table = Table(title=f"{config.name}: input 1×3×{height}×{width}, {classes} classes")
     for column, justify in (
