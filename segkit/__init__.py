@@ -32,14 +32,18 @@ from segkit.model import (
     FeatureInfo,
     SegmentationModel,
     bilinear_kernel,
+    check_state_dict,
     check_torchvision_keys,
     copy_decimated,
     crop_or_pad,
     crop_start,
     decimate,
     grid_after,
+    hub_checkpoint,
     kernel_center,
+    read_state_dict,
     read_torchvision_weights,
+    resolve_weights,
 )
 
 __version__ = "0.1.0"
@@ -66,6 +70,7 @@ __all__ = [
     "build_model",
     "build_postprocessor",
     "check_postprocess_inputs",
+    "check_state_dict",
     "check_torchvision_keys",
     "copy_decimated",
     "crop_or_pad",
@@ -74,7 +79,10 @@ __all__ = [
     "ensure_memory",
     "grid_after",
     "hookimpl",
+    "hub_checkpoint",
     "kernel_center",
     "load_config",
+    "read_state_dict",
     "read_torchvision_weights",
+    "resolve_weights",
 ]
