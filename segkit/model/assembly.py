@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from segkit.core.config import Config, Part
+from segkit.core.config import Config, DataConfig, Part
 from segkit.core.errors import ConfigError
 from segkit.core.registry import Registry
+from segkit.data import IMAGENET_MEAN, IMAGENET_STD
 from segkit.model.geometry import BackboneInfo
 
 
@@ -70,7 +71,23 @@ def build_model(config: Config, num_classes: int | None, registry: Registry) -> 
             "model.num_classes is not set; set it in [model] or let the dataset provide it"
         )
     m = config.model
-    return build_model_from_parts(registry, m.backbone, m.head, m.upsampler, classes)
+    model = build_model_from_parts(registry, m.backbone, m.head, m.upsampler, classes)
+    resolve_normalisation(config.data, model.backbone)
+    return model
+
+
+def resolve_normalisation(data: DataConfig, backbone: nn.Module) -> None:
+    """Fill the ``data.mean``/``data.std`` a config leaves unset from the backbone.
+
+    A backbone states the statistics its pretrained weights were trained with in
+    ``mean``/``std`` attributes (timm's pretrained configs differ: 0.5 for many ViTs);
+    without them ImageNet's are used.  Filled into the config, they reach the
+    transforms, the saved config and the checkpoint, so prediction normalises alike.
+    """
+    if data.mean is None:
+        data.mean = [float(v) for v in getattr(backbone, "mean", IMAGENET_MEAN)]
+    if data.std is None:
+        data.std = [float(v) for v in getattr(backbone, "std", IMAGENET_STD)]
 
 
 def count_parameters(module: nn.Module) -> int:
