@@ -226,18 +226,31 @@ def test_features_only_state_dict_loads_from_a_pth(registry, tmp_path):
     assert all(torch.equal(loaded[k], state[k]) for k in state)
 
 
-def test_full_model_state_dict_loads_from_safetensors(registry, tmp_path):
-    # The full model names its stem "stem.0"; timm's features_only wrapper "stem_0".
+@pytest.mark.parametrize(
+    ("model", "stem", "features_stem"),
+    [
+        # timm's features_only wrapper names ConvNeXt's stem "stem_0", the full model "stem.0";
+        ("test_convnext", "stem.0.weight", "stem_0.weight"),
+        # and puts a ViT whole under "model.".
+        ("test_vit", "patch_embed.proj.weight", "model.patch_embed.proj.weight"),
+    ],
+)
+def test_full_model_state_dict_loads_from_safetensors(
+    registry, tmp_path, model, stem, features_stem
+):
     torch.manual_seed(5)
-    full = timm.create_model("test_convnext").state_dict()
+    full = timm.create_model(model).state_dict()
     save_file(full, tmp_path / "model.safetensors")
-    backbone = build(registry, model="test_convnext", weights=str(tmp_path / "model.safetensors"))
+    backbone = build(registry, model=model, weights=str(tmp_path / "model.safetensors"))
     loaded = backbone.body.state_dict()
-    assert torch.equal(loaded["stem_0.weight"], full["stem.0.weight"])
-    assert torch.equal(
-        loaded["stages_3.blocks.0.mlp.fc1.bias"], full["stages.3.blocks.0.mlp.fc1.bias"]
-    )
-    assert len(loaded) == len([k for k in full if not k.startswith("head.")])
+    assert torch.equal(loaded[features_stem], full[stem])
+    with torch.device("meta"):
+        own = timm.create_model(model, features_only=True).state_dict()
+    assert loaded.keys() == own.keys()
+    # Every tensor came from the file, under timm's full-model name.
+    for key, value in loaded.items():
+        name = key.removeprefix("model.").replace("stem_", "stem.").replace("stages_", "stages.")
+        assert torch.equal(value, full[name]), key
 
 
 def test_weights_file_for_another_model_names_the_first_mismatched_key(registry, tmp_path):

@@ -44,6 +44,7 @@ Input normalisation follows the pretrained config's mean and std (the ``mean`` a
 from __future__ import annotations
 
 import contextlib
+import itertools
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -373,25 +374,39 @@ def imagenet_file(model: str, where: str) -> Path:
 def load_timm_state(body: nn.Module, state: Mapping[str, Tensor], where: str, model: str) -> None:
     """Load the full model's or the ``features_only`` model's state dict into ``body``.
 
-    timm's ``features_only`` wrapper flattens nested module names (``stages.0`` ->
-    ``stages_0``), so keys are matched with dots and underscores treated alike.  Keys of
+    timm's ``features_only`` wrappers rename modules: nested names are flattened
+    (``stages.0`` -> ``stages_0``) or the whole model sits under one attribute
+    (``model.`` for ViTs, ``body.`` for hooked models).  Keys are therefore matched
+    without that attribute and with dots and underscores treated alike.  Keys of
     modules the wrapper dropped (the classifier, the final norm, stages after the last
     ``out_indices``) are ignored; any other difference is refused.
     """
     own = body.state_dict()
-    by_flat = {_flat(k): k for k in own}
+    inner, wrapper = body, ""
+    children = list(body.named_children())
+    if len(children) == 1:
+        wrapper, inner = f"{children[0][0]}.", children[0][1]
+
+    def matchable(key: str) -> str:
+        return _flat(key.removeprefix(wrapper))
+
+    by_flat = {matchable(k): k for k in own}
     if len(by_flat) != len(own):  # two names differ only in "." vs "_": match exactly
         by_flat = {k: k for k in own}
     renamed: dict[str, Tensor] = {}
     extra: list[str] = []
     for key, value in state.items():
-        target = by_flat.get(_flat(key)) or by_flat.get(key)
+        target = by_flat.get(matchable(key)) or by_flat.get(key)
         if target is None:
             extra.append(key)
         else:
             renamed[target] = value
-    kept = [_flat(name) + "_" for name, _ in body.named_children()]
-    dropped = {k for k in extra if not any(_flat(k).startswith(prefix) for prefix in kept)}
+    kept = [
+        _flat(name) + "_"
+        for name, child in inner.named_children()
+        if any(True for _ in itertools.chain(child.parameters(), child.buffers()))
+    ]
+    dropped = {k for k in extra if not any(matchable(k).startswith(p) for p in kept)}
     check_state_dict(
         {**renamed, **{k: state[k] for k in extra}},
         {k: v.shape for k, v in own.items()},
