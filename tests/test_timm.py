@@ -333,6 +333,22 @@ def test_impossible_output_stride_names_the_supported_ones(segkit, tmp_path):  #
     assert_one_line_error(result, "cannot run at output_stride 8", "it supports 16 (its own)")
 
 
+def test_a_models_own_output_stride_is_accepted(registry):
+    # test_vit takes no output_stride argument; asking for its own stride is no error.
+    info = build(registry, model="test_vit", output_stride=16).feature_info
+    assert {f.stride for f in info.values()} == {16}
+
+
+def test_unknown_pretrained_tag_lists_the_tags(registry):
+    with pytest.raises(ConfigError) as error:
+        build(registry, model="convnext_tiny.fb_in1kk")
+    message = one_line(error)
+    assert (
+        "no pretrained tag 'fb_in1kk'" in message
+        and "did you mean 'convnext_tiny.fb_in1k'" in message
+    )
+
+
 def test_model_without_features_only_is_refused(segkit, tmp_path, monkeypatch):  # noqa: F811
     # A model registered with timm whose builder has no feature extraction.
     monkeypatch.setitem(timm.models._registry._model_entrypoints, "plain_segkit_test", _plain)

@@ -119,7 +119,8 @@ def build_timm(
         load_timm_state(body, state, f"{where}: {weights}", model)
     names = [str(n) for n in body.feature_info.module_name()]
     feature_info, channels_last = probe_features(body, names, model)
-    if output_stride is not None and list(feature_info.values())[-1].stride != output_stride:
+    # A model may accept output_stride and still stride further (no dilation support).
+    if output_stride is not None and max(f.stride for f in feature_info.values()) > output_stride:
         raise ConfigError(_stride_message(model, output_stride))
     cfg = body.pretrained_cfg if hasattr(body, "pretrained_cfg") else {}
     mean = cfg.get("mean", (0.485, 0.456, 0.406))
@@ -129,11 +130,18 @@ def build_timm(
 
 def check_model_name(model: str) -> None:
     """Refuse a name timm does not know, with the closest ones it does."""
-    if timm.is_model(model):
-        return
-    base = model.split(".")[0]
-    hint = did_you_mean(base, timm.list_models()) or "; list them with segkit plugins --timm"
-    raise ConfigError(f"backbone 'timm': unknown timm model '{model}'{hint}")
+    base, _, tag = model.partition(".")
+    if not timm.is_model(base):
+        hint = did_you_mean(base, timm.list_models()) or "; list them with segkit plugins --timm"
+        raise ConfigError(f"backbone 'timm': unknown timm model '{model}'{hint}")
+    if tag:
+        tags = timm.list_pretrained(f"{base}.*")
+        if model not in tags:
+            listing = ", ".join(t.partition(".")[2] for t in tags) or "none"
+            raise ConfigError(
+                f"backbone 'timm': '{base}' has no pretrained tag '{tag}'"
+                f"{did_you_mean(model, tags)} (its tags: {listing})"
+            )
 
 
 def create_features_model(
@@ -158,8 +166,12 @@ def create_features_model(
             f"backbone 'timm': model '{model}' has no features_only support in timm "
             f"({type(cause).__name__}: {_first_line(cause)}); choose another model"
         ) from cause
-    if output_stride is not None and output_stride not in supported_strides(model):
-        raise ConfigError(_stride_message(model, output_stride)) from cause
+    if output_stride is not None:
+        strides = supported_strides(model)
+        if output_stride not in strides:
+            raise ConfigError(_stride_message(model, output_stride)) from cause
+        if output_stride == strides[0]:  # its own, from a model that takes no output_stride
+            return create_features_model(model, None, out_indices)
     levels = len(plain.feature_info)
     raise ConfigError(
         f"backbone 'timm': out_indices {out_indices} do not fit model '{model}', which has "
