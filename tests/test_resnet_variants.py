@@ -13,9 +13,7 @@ from segkit.model import count_parameters
     ("name", "constructor"),
     [
         ("resnext50_32x4d", torchvision.models.resnext50_32x4d),
-        ("resnext101_32x8d", torchvision.models.resnext101_32x8d),
         ("wide_resnet50_2", torchvision.models.wide_resnet50_2),
-        ("wide_resnet101_2", torchvision.models.wide_resnet101_2),
     ],
 )
 def test_resnet_variants_are_torchvisions_without_the_classifier(registry, name, constructor):

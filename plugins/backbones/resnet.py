@@ -1,5 +1,5 @@
-"""ResNet backbones (torchvision's ResNet-18/34/50/101, ResNeXt-50/101 and Wide
-ResNet-50/101) for FCN and DeepLab heads.
+"""ResNet backbones (torchvision's ResNet-18/34/50/101, ResNeXt-50 32x4d and Wide
+ResNet-50-2) for FCN and DeepLab heads.
 
 The architectures are torchvision's, built without weights; the state dict is
 loaded here so that ``"imagenet"`` reads torchvision's file (``ResNet*_Weights.
@@ -31,10 +31,8 @@ from torchvision.models import (
     ResNet50_Weights,
     ResNet101_Weights,
     ResNeXt50_32X4D_Weights,
-    ResNeXt101_32X8D_Weights,
     WeightsEnum,
     Wide_ResNet50_2_Weights,
-    Wide_ResNet101_2_Weights,
 )
 
 from segkit import (
@@ -53,18 +51,15 @@ ARCHITECTURES: dict[str, tuple[Callable[..., models.ResNet], WeightsEnum]] = {
     "resnet34": (models.resnet34, ResNet34_Weights.IMAGENET1K_V1),
     "resnet50": (models.resnet50, ResNet50_Weights.IMAGENET1K_V1),
     "resnet101": (models.resnet101, ResNet101_Weights.IMAGENET1K_V1),
-    # Same stages with grouped (ResNeXt) or twice as wide (Wide ResNet) 3x3 convolutions.
+    # Same stages with grouped (ResNeXt) or twice as wide (Wide ResNet) 3x3 convolutions;
+    # the 101-layer ones are in timm (backbone "timm", model "resnext101_32x8d.tv_in1k").
     "resnext50_32x4d": (models.resnext50_32x4d, ResNeXt50_32X4D_Weights.IMAGENET1K_V1),
-    "resnext101_32x8d": (models.resnext101_32x8d, ResNeXt101_32X8D_Weights.IMAGENET1K_V1),
     "wide_resnet50_2": (models.wide_resnet50_2, Wide_ResNet50_2_Weights.IMAGENET1K_V1),
-    "wide_resnet101_2": (models.wide_resnet101_2, Wide_ResNet101_2_Weights.IMAGENET1K_V1),
 }
 #: How ``segkit plugins`` names each architecture.
 TITLES = {
     "resnext50_32x4d": "ResNeXt-50 32x4d",
-    "resnext101_32x8d": "ResNeXt-101 32x8d",
     "wide_resnet50_2": "Wide ResNet-50-2",
-    "wide_resnet101_2": "Wide ResNet-101-2",
 }
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 EXPOSED = ("layer2", "layer3", "layer4")
