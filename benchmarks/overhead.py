@@ -12,6 +12,10 @@ the table, the ATen operations of one forward + backward of each model (recorded
 with their tensor shapes) are compared: where none differ, segkit costs only the
 Python that wires its parts together.
 
+The third case, FCN-8s on timm's ConvNeXt-T (``timm`` backbone, ``interpolate``
+upsampler), is compared with timm's own ``features_only`` model plus the FCN-8s
+layers written out with crops worked out by hand (``PlainTimmFCN8s``).
+
 DeepLab's bilinear upsampling with aligned corners lands exactly on the input for
 sizes ``8k + 1`` (321, 513), where segkit needs no border padding; the DeepLab input
 is therefore ``--size`` rounded up to the next such size.  FCN takes any size.
@@ -121,10 +125,57 @@ class PlainDeepLabLargeFOV(nn.Module):
         return F.interpolate(scores, size=images.shape[-2:], mode="bilinear", align_corners=True)
 
 
+class PlainTimmFCN8s(nn.Module):
+    """FCN-8s on timm's ConvNeXt-T features, with the crops worked out by hand.
+
+    ConvNeXt's maps at strides 8, 16 and 32 lie on input pixels ``8 i + 3.5``,
+    ``16 i + 7.5`` and ``32 i + 15.5`` (4x4 patch stem, 2x2 downsamplings).  Each 2x
+    upsampling (kernel 4, stride 2) puts score ``i`` on index ``2 i + 1.5``: the scores
+    then lie on ``16 j - 8.5`` and ``8 j - 20.5``, so the pool4-like skip starts at
+    (-8.5 - 7.5) / 16 = -1 and the pool3-like one at (-20.5 - 3.5) / 8 = -3: both are
+    padded (border replicated).  The final bilinear x8 puts score ``i`` on index
+    ``8 i + 3.5``, and input pixel ``8 i - 20.5`` lies there: index ``y + 24`` is input
+    pixel ``y``, so the window starts at 24.
+    """
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        import timm
+
+        self.encoder = timm.create_model("convnext_tiny", features_only=True)
+        self.score_fr = nn.Conv2d(768, num_classes, 1)
+        self.upscore2 = nn.ConvTranspose2d(num_classes, num_classes, 4, stride=2, bias=False)
+        self.score_pool4 = nn.Conv2d(384, num_classes, 1)
+        self.upscore_pool4 = nn.ConvTranspose2d(num_classes, num_classes, 4, stride=2, bias=False)
+        self.score_pool3 = nn.Conv2d(192, num_classes, 1)
+
+    def forward(self, images: Tensor) -> Tensor:
+        _, stride8, stride16, stride32 = self.encoder(images)
+        upscore2 = self.upscore2(self.score_fr(stride32))
+        upscore_pool4 = self.upscore_pool4(
+            upscore2 + _window(self.score_pool4(stride16), -1, upscore2)
+        )
+        scores = upscore_pool4 + _window(self.score_pool3(stride8), -3, upscore_pool4)
+        h, w = scores.shape[-2:]
+        scores = F.interpolate(scores, size=(8 * h, 8 * w), mode="bilinear", align_corners=False)
+        return _window(scores, 24, images)
+
+
+def _window(x: Tensor, start: int, like: Tensor) -> Tensor:
+    """``x`` from ``start`` (negative: border replicated first) to the size of ``like``."""
+    h, w = like.shape[-2:]
+    before = max(0, -start)
+    right = max(0, start + w - x.shape[-1])
+    bottom = max(0, start + h - x.shape[-2])
+    if before or right or bottom:
+        x = F.pad(x, (before, right, before, bottom), mode="replicate")
+    return x[..., start + before : start + before + h, start + before : start + before + w]
+
+
 # -- segkit's models and the weight copy ------------------------------------------------
 
 
-def segkit_model(backbone: str, head: str, upsampler: dict) -> nn.Module:
+def segkit_model(backbone: str | dict, head: str, upsampler: dict) -> nn.Module:
     from segkit import build_model
     from segkit.core.config import config_from_dict
 
@@ -177,6 +228,33 @@ def largefov_pair() -> tuple[nn.Module, nn.Module, Pairs]:
     pairs = list(zip(convs_of(segkit.backbone.features), plain.convs.values(), strict=True))
     pairs += [(segkit.head.fc6, plain.fc6), (segkit.head.fc7, plain.fc7)]
     pairs += [(segkit.head.fc8, plain.fc8)]
+    for source, target in pairs:
+        copy_layer(source, target)
+    return segkit, plain, pairs
+
+
+def timm_fcn8s_pair() -> tuple[nn.Module, nn.Module, Pairs]:
+    segkit = segkit_model(
+        {"name": "timm", "model": "convnext_tiny"}, "fcn8s", {"name": "interpolate"}
+    )
+    plain = PlainTimmFCN8s(NUM_CLASSES)
+    plain.encoder.load_state_dict(segkit.backbone.body.state_dict())
+    head = segkit.head
+    for layer in [head.score_fr, *head.score_skip]:
+        nn.init.normal_(layer.weight, std=0.01)
+        nn.init.normal_(layer.bias, std=0.01)
+    pairs: Pairs = [
+        (head.score_fr, plain.score_fr),
+        (head.upscore[0], plain.upscore2),
+        (head.score_skip[0], plain.score_pool4),
+        (head.upscore[1], plain.upscore_pool4),
+        (head.score_skip[1], plain.score_pool3),
+    ]
+    pairs += [
+        (a, b)
+        for a, b in zip(segkit.backbone.body.modules(), plain.encoder.modules(), strict=True)
+        if any(True for _ in a.parameters(recurse=False))
+    ]
     for source, target in pairs:
         copy_layer(source, target)
     return segkit, plain, pairs
@@ -293,7 +371,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
     parser.add_argument("--size", type=int, default=224, help="square input size")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--models", nargs="+", default=["fcn8s", "largefov"])
+    parser.add_argument("--models", nargs="+", default=["fcn8s", "largefov", "timm"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -308,6 +386,7 @@ def main() -> int:
             largefov_pair,
             _eight_k_plus_one(args.size),
         ),
+        "timm": ("FCN-8s, timm convnext_tiny", timm_fcn8s_pair, args.size),
     }
     table = Table(
         title=f"forward + backward, segkit vs plain ({device}, {args.threads} threads, "

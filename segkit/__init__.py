@@ -38,6 +38,7 @@ _LAZY = {
     "build_model": "segkit.api",
     "build_postprocessor": "segkit.api",
     "check_postprocess_inputs": "segkit.infer",
+    "check_state_dict": "segkit.model",
     "check_torchvision_keys": "segkit.model",
     "copy_decimated": "segkit.model",
     "crop_or_pad": "segkit.model",
@@ -45,9 +46,12 @@ _LAZY = {
     "decimate": "segkit.model",
     "ensure_memory": "segkit.infer",
     "grid_after": "segkit.model",
+    "hub_checkpoint": "segkit.model",
     "kernel_center": "segkit.model",
     "load_config": "segkit.api",
+    "read_state_dict": "segkit.model",
     "read_torchvision_weights": "segkit.model",
+    "resolve_weights": "segkit.model",
 }
 
 if TYPE_CHECKING:
@@ -60,14 +64,18 @@ if TYPE_CHECKING:
         FeatureInfo,
         SegmentationModel,
         bilinear_kernel,
+        check_state_dict,
         check_torchvision_keys,
         copy_decimated,
         crop_or_pad,
         crop_start,
         decimate,
         grid_after,
+        hub_checkpoint,
         kernel_center,
+        read_state_dict,
         read_torchvision_weights,
+        resolve_weights,
     )
 
 
@@ -108,6 +116,7 @@ __all__ = [
     "build_model",
     "build_postprocessor",
     "check_postprocess_inputs",
+    "check_state_dict",
     "check_torchvision_keys",
     "copy_decimated",
     "crop_or_pad",
@@ -116,7 +125,10 @@ __all__ = [
     "ensure_memory",
     "grid_after",
     "hookimpl",
+    "hub_checkpoint",
     "kernel_center",
     "load_config",
+    "read_state_dict",
     "read_torchvision_weights",
+    "resolve_weights",
 ]

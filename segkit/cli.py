@@ -69,6 +69,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
     from segkit.core.registry import KINDS, PLURAL
 
+    if args.timm is not None:
+        return list_timm_models(args.timm)
     plugins = plugins_for(args)
     if args.markdown:
         print(_plugins_markdown(plugins))
@@ -96,6 +98,34 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             )
             table.add_row(name, comp.plugin, escape(comp.help), params or "—")
         console.print(table)
+    return 0
+
+
+def list_timm_models(pattern: str) -> int:
+    """``segkit plugins --timm [PATTERN]``: the model names the ``timm`` backbone takes.
+
+    PATTERN filters as ``timm.list_models`` does (``convnext*``); a bare word matches
+    anywhere in the name.  The list is paged on a terminal.
+    """
+    import contextlib
+
+    import timm
+    from rich.columns import Columns
+
+    from segkit.core.errors import ConfigError, did_you_mean
+
+    glob = pattern if any(c in pattern for c in "*?[") else f"*{pattern}*"
+    names = timm.list_models(glob)
+    if not names:
+        close = did_you_mean(pattern, timm.list_models())
+        raise ConfigError(f"no timm model matches '{pattern}'{close}; try a shorter pattern")
+    pager = console.pager() if console.is_terminal else contextlib.nullcontext()
+    with pager:
+        console.print(Columns(names, column_first=True, padding=(0, 2)))
+        console.print(
+            f"{len(names)} timm models; use one as "
+            f'backbone = {{ name = "timm", model = "{names[0]}" }}'
+        )
     return 0
 
 
@@ -184,6 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plugins", help="list installed plugins and what they register")
     p.add_argument(
         "--markdown", action="store_true", help="print README.md's plugin table (markdown)"
+    )
+    p.add_argument(
+        "--timm",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="PATTERN",
+        help="list the timm model names the 'timm' backbone takes (filtered by PATTERN)",
     )
     p.set_defaults(func=cmd_plugins)
 

@@ -31,6 +31,7 @@ PARAMS = {
     ("backbone", "vgg16"): SMALL_VGG,
     ("backbone", "deeplab_vgg16"): {"width": 0.125},
     ("backbone", "resnet18"): {"output_stride": 16},
+    ("backbone", "timm"): {"model": "test_convnext"},
     ("head", "fcn32s"): ({}, Part("vgg16", SMALL_VGG)),
     ("head", "fcn16s"): ({}, Part("vgg16", SMALL_VGG)),
     ("head", "fcn8s"): ({}, Part("resnet18")),

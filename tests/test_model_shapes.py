@@ -26,6 +26,7 @@ NUM_CLASSES = 3
 SMALL = {
     "vgg16": {"width": 0.125},
     "deeplab_vgg16": {"width": 0.125},
+    "timm": {"model": "test_convnext"},
     "deeplab_largefov": {"fc_channels": 16},
     "deeplab_msc_largefov": {"fc_channels": 16, "msc_channels": 8},
     "deeplab_msc": {"fc_channels": 16, "msc_channels": 8},

@@ -1,4 +1,5 @@
-"""ResNet backbones (torchvision's ResNet-18/34/50/101) for FCN and DeepLab heads.
+"""ResNet backbones (torchvision's ResNet-18/34/50/101, ResNeXt-50 32x4d and Wide
+ResNet-50-2) for FCN and DeepLab heads.
 
 The architectures are torchvision's, built without weights; the state dict is
 loaded here so that ``"imagenet"`` reads torchvision's file (``ResNet*_Weights.
@@ -29,7 +30,9 @@ from torchvision.models import (
     ResNet34_Weights,
     ResNet50_Weights,
     ResNet101_Weights,
+    ResNeXt50_32X4D_Weights,
     WeightsEnum,
+    Wide_ResNet50_2_Weights,
 )
 
 from segkit import (
@@ -40,6 +43,7 @@ from segkit import (
     grid_after,
     hookimpl,
     read_torchvision_weights,
+    resolve_weights,
 )
 
 ARCHITECTURES: dict[str, tuple[Callable[..., models.ResNet], WeightsEnum]] = {
@@ -47,6 +51,15 @@ ARCHITECTURES: dict[str, tuple[Callable[..., models.ResNet], WeightsEnum]] = {
     "resnet34": (models.resnet34, ResNet34_Weights.IMAGENET1K_V1),
     "resnet50": (models.resnet50, ResNet50_Weights.IMAGENET1K_V1),
     "resnet101": (models.resnet101, ResNet101_Weights.IMAGENET1K_V1),
+    # Same stages with grouped (ResNeXt) or twice as wide (Wide ResNet) 3x3 convolutions;
+    # the 101-layer ones are in timm (backbone "timm", model "resnext101_32x8d.tv_in1k").
+    "resnext50_32x4d": (models.resnext50_32x4d, ResNeXt50_32X4D_Weights.IMAGENET1K_V1),
+    "wide_resnet50_2": (models.wide_resnet50_2, Wide_ResNet50_2_Weights.IMAGENET1K_V1),
+}
+#: How ``segkit plugins`` names each architecture.
+TITLES = {
+    "resnext50_32x4d": "ResNeXt-50 32x4d",
+    "wide_resnet50_2": "Wide ResNet-50-2",
 }
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 EXPOSED = ("layer2", "layer3", "layer4")
@@ -73,6 +86,7 @@ class ResNetBackbone(nn.Module):
 
 def build_resnet(name: str, weights: str | None, output_stride: int) -> ResNetBackbone:
     constructor, imagenet = ARCHITECTURES[name]
+    weights = resolve_weights(weights)
     # Read first, so that a missing file fails before anything is built.
     state = None if weights is None else read_torchvision_weights(weights, imagenet.url, name, name)
     backbone = ResNetBackbone(constructor(weights=None))
@@ -137,11 +151,11 @@ def _factory(name: str) -> Callable[..., ResNetBackbone]:
 @hookimpl
 def register_backbones(register: Callable[..., None]) -> None:
     for name in ARCHITECTURES:
-        depth = name.removeprefix("resnet")
+        title = TITLES.get(name, f"ResNet-{name.removeprefix('resnet')}")
         register(
             name,
             _factory(name),
-            help=f"torchvision ResNet-{depth}; layer2, layer3, layer4 (stride 8/16/32, offset 0)",
+            help=f"torchvision {title}; layer2, layer3, layer4 (stride 8/16/32, offset 0)",
             params=[
                 WEIGHTS_PARAM,
                 Param(

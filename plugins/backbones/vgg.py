@@ -47,6 +47,7 @@ from segkit import (
     grid_after,
     hookimpl,
     read_torchvision_weights,
+    resolve_weights,
 )
 
 #: VGG16's conv blocks ("configuration D"); a pool closes each block.
@@ -102,6 +103,7 @@ def build_vgg16(
     width: float,
     dropout: float,
 ) -> VGGBackbone:
+    weights = resolve_weights(weights)
     _check_common("vgg16", weights, width)
     if first_padding < 0 or fc6_kernel < 1 or fc_channels < 1:
         raise ConfigError(
@@ -131,6 +133,7 @@ def build_vgg16(
 
 
 def build_deeplab_vgg16(weights: str | None, batch_norm: bool, width: float) -> VGGBackbone:
+    weights = resolve_weights(weights)
     _check_common("deeplab_vgg16", weights, width)
     state = read_weights(weights, "deeplab_vgg16", batch_norm)
     pools = [nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True) for _ in range(3)]

@@ -96,8 +96,15 @@ class DataConfig:
             "crop_size ends the list unless it has one"
         },
     )
-    mean: list[float] = _help("normalisation mean (RGB, 0..1)", [0.485, 0.456, 0.406])
-    std: list[float] = _help("normalisation std (RGB, 0..1)", [0.229, 0.224, 0.225])
+    # Unset: the backbone's pretrained statistics (filled in by segkit.build_model).
+    mean: list[float] | None = _help(
+        "normalisation mean (RGB, 0..1); default: the backbone's pretrained one, else ImageNet's",
+        None,
+    )
+    std: list[float] | None = _help(
+        "normalisation std (RGB, 0..1); default: the backbone's pretrained one, else ImageNet's",
+        None,
+    )
 
 
 @dataclass

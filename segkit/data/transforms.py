@@ -28,7 +28,10 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def _stats(values: Sequence[float], name: str) -> Tensor:
+def _stats(values: Sequence[float] | None, name: str) -> Tensor:
+    # Unset statistics (a config whose model has not filled them in) are ImageNet's.
+    if values is None:
+        values = IMAGENET_MEAN if name == "mean" else IMAGENET_STD
     stats = torch.as_tensor(values, dtype=torch.float32)
     if stats.shape != (3,):
         raise DataError(f"data.{name} must have 3 values (R, G, B), got {list(values)}")
@@ -37,12 +40,11 @@ def _stats(values: Sequence[float], name: str) -> Tensor:
 
 def normalize(
     image: np.ndarray,
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
+    mean: Sequence[float] | None = IMAGENET_MEAN,
+    std: Sequence[float] | None = IMAGENET_STD,
 ) -> Tensor:
     """H×W×3 uint8 RGB -> 3×H×W float32 tensor ``(image / 255 - mean) / std``."""
-    _stats(mean, "mean")
-    _stats(std, "std")
+    mean, std = _stats(mean, "mean").flatten().tolist(), _stats(std, "std").flatten().tolist()
     # numpy, not torch: small per-sample tensors would pay torch's thread-pool overhead
     scale = 1 / (255 * np.asarray(std, dtype=np.float32))
     shift = np.asarray(mean, dtype=np.float32) / np.asarray(std, dtype=np.float32)
@@ -52,8 +54,8 @@ def normalize(
 
 def denormalize(
     tensor: Tensor,
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
+    mean: Sequence[float] | None = IMAGENET_MEAN,
+    std: Sequence[float] | None = IMAGENET_STD,
 ) -> Tensor:
     """Undo :func:`normalize`: 3×H×W or N×3×H×W float -> uint8 tensor of the same layout."""
     mean_, std_ = _stats(mean, "mean").to(tensor.device), _stats(std, "std").to(tensor.device)
@@ -109,8 +111,8 @@ class TrainTransform:
         self,
         pipeline: Callable[[Any, Any], tuple[Any, Any]],
         crop_size: int,
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
+        mean: Sequence[float] | None = IMAGENET_MEAN,
+        std: Sequence[float] | None = IMAGENET_STD,
     ) -> None:
         self.pipeline = pipeline
         self.crop_size = crop_size
@@ -157,8 +159,9 @@ def build_train_transform(data: DataConfig, registry: Registry) -> TrainTransfor
     """
     if data.crop_size < 1:
         raise ConfigError(f"data.crop_size must be positive, got {data.crop_size}")
-    mean = _stats(data.mean, "mean")
-    fill = tuple(int(v) for v in (mean.flatten() * 255).round().clamp(0, 255).tolist())
+    mean = _stats(data.mean, "mean").flatten()
+    std = _stats(data.std, "std").flatten()
+    fill = tuple(int(v) for v in (mean * 255).round().clamp(0, 255).tolist())
     context = AugmentData(data.crop_size, fill)  # type: ignore[arg-type]
     steps = [
         registry.get("augmentation", step.name).build(context, params=step.params)
@@ -166,7 +169,7 @@ def build_train_transform(data: DataConfig, registry: Registry) -> TrainTransfor
     ]
     if not any(step.name == "random_crop" for step in data.augment):
         steps.append(registry.get("augmentation", "random_crop").build(context))
-    return TrainTransform(v2.Compose(steps), data.crop_size, data.mean, data.std)
+    return TrainTransform(v2.Compose(steps), data.crop_size, mean.tolist(), std.tolist())
 
 
 class EvalTransform:
@@ -177,12 +180,13 @@ class EvalTransform:
     """
 
     def __init__(
-        self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+        self,
+        mean: Sequence[float] | None = IMAGENET_MEAN,
+        std: Sequence[float] | None = IMAGENET_STD,
     ) -> None:
-        self.mean = tuple(float(m) for m in mean)
-        self.std = tuple(float(s) for s in std)
-        _stats(self.mean, "mean")  # fail early on a malformed config
-        _stats(self.std, "std")
+        # fail early on a malformed config
+        self.mean = tuple(_stats(mean, "mean").flatten().tolist())
+        self.std = tuple(_stats(std, "std").flatten().tolist())
 
     def __call__(self, sample: Sample) -> tuple[Tensor, Tensor | None]:
         mask = None if sample.mask is None else torch.from_numpy(sample.mask.astype(np.int64))

@@ -21,10 +21,14 @@ from segkit.model.geometry import (
 )
 from segkit.model.weights import (
     WEIGHTS_PARAM,
+    check_state_dict,
     check_torchvision_keys,
     copy_decimated,
     decimate,
+    hub_checkpoint,
+    read_state_dict,
     read_torchvision_weights,
+    resolve_weights,
 )
 
 __all__ = [
@@ -35,6 +39,7 @@ __all__ = [
     "bilinear_kernel",
     "build_model",
     "build_model_from_parts",
+    "check_state_dict",
     "check_torchvision_keys",
     "copy_decimated",
     "count_parameters",
@@ -42,8 +47,11 @@ __all__ = [
     "crop_start",
     "decimate",
     "grid_after",
+    "hub_checkpoint",
     "kernel_center",
     "load_checkpoint",
+    "read_state_dict",
     "read_torchvision_weights",
+    "resolve_weights",
     "save_checkpoint",
 ]

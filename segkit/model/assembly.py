@@ -6,9 +6,10 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from segkit.core.config import CRF_LAYER_PARAMS, Config, Part
+from segkit.core.config import CRF_LAYER_PARAMS, Config, DataConfig, Part
 from segkit.core.errors import ConfigError
 from segkit.core.registry import Registry
+from segkit.data import IMAGENET_MEAN, IMAGENET_STD
 from segkit.model.geometry import BackboneInfo
 
 
@@ -56,14 +57,15 @@ def build_model_from_parts(
     upsampler: Part,
     num_classes: int,
     crf: Part | None = None,
-    image_mean: Sequence[float] = (0.485, 0.456, 0.406),
-    image_std: Sequence[float] = (0.229, 0.224, 0.225),
+    image_mean: Sequence[float] | None = None,
+    image_std: Sequence[float] | None = None,
 ) -> SegmentationModel:
     """Build a model from part descriptions; errors name the part and the fix.
 
     ``crf`` names a post-processor that offers a trainable layer, with its parameters
     and the layer's keys; the layer compares the colours of the images, which it
-    receives normalised with ``image_mean`` and ``image_std``.
+    receives normalised with ``image_mean`` and ``image_std`` (unset: the backbone's
+    pretrained statistics, else ImageNet's).
     """
     if num_classes < 2:
         raise ConfigError(f"model.num_classes must be at least 2, got {num_classes}")
@@ -82,7 +84,9 @@ def build_model_from_parts(
     )
     crf_layer = None
     if crf is not None:
-        crf_layer = _build_crf_layer(registry, crf, num_classes, image_mean, image_std)
+        mean = image_mean or getattr(backbone_module, "mean", IMAGENET_MEAN)
+        std = image_std or getattr(backbone_module, "std", IMAGENET_STD)
+        crf_layer = _build_crf_layer(registry, crf, num_classes, mean, std)
     return SegmentationModel(backbone_module, head_module, upsampler_module, crf_layer)
 
 
@@ -113,7 +117,7 @@ def build_model(config: Config, num_classes: int | None, registry: Registry) -> 
             "model.num_classes is not set; set it in [model] or let the dataset provide it"
         )
     m = config.model
-    return build_model_from_parts(
+    model = build_model_from_parts(
         registry,
         m.backbone,
         m.head,
@@ -123,6 +127,22 @@ def build_model(config: Config, num_classes: int | None, registry: Registry) -> 
         config.data.mean,
         config.data.std,
     )
+    resolve_normalisation(config.data, model.backbone)
+    return model
+
+
+def resolve_normalisation(data: DataConfig, backbone: nn.Module) -> None:
+    """Fill the ``data.mean``/``data.std`` a config leaves unset from the backbone.
+
+    A backbone states the statistics its pretrained weights were trained with in
+    ``mean``/``std`` attributes (timm's pretrained configs differ: 0.5 for many ViTs);
+    without them ImageNet's are used.  Filled into the config, they reach the
+    transforms, the saved config and the checkpoint, so prediction normalises alike.
+    """
+    if data.mean is None:
+        data.mean = [float(v) for v in getattr(backbone, "mean", IMAGENET_MEAN)]
+    if data.std is None:
+        data.std = [float(v) for v in getattr(backbone, "std", IMAGENET_STD)]
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -1,18 +1,23 @@
-"""Pretrained weights in torchvision's format: reading, checking, decimating.
+"""Pretrained weights: the ``weights`` parameter, reading, checking, decimating.
 
+Every backbone's ``weights`` takes the same values: ``"imagenet"`` (its ImageNet
+weights from the local cache), ``"none"`` or no value (random initialisation), or the
+path of a state dict (``.safetensors``, or ``.pth``/``.pt``/``.bin`` read with
+``weights_only=True``); ``resolve_weights`` tells them apart.
 ``read_torchvision_weights`` reads ``"imagenet"`` from the torch hub cache (the file
 torchvision would download, looked up by the name in its URL) and never reaches for
 the network, or reads a path; every failure is one line naming the file and what to
-give instead.  ``check_torchvision_keys`` compares a state dict with the keys and
-shapes a model expects.  ``decimate`` subsamples a pretrained weight to a smaller
-layer the way DeepLab v1 fits VGG16's classifier into its fc6/fc7: evenly spaced
-filters (every 4th for 1024 of 4096) and evenly spaced kernel taps (7 -> 3 keeps
-taps 0, 3, 6; 7 -> 4 keeps 0, 2, 4, 6; 7 -> 1 keeps the centre).
+give instead.  ``check_state_dict`` compares a state dict with the keys and shapes a
+model expects and names the first key that does not fit.  ``decimate`` subsamples a
+pretrained weight to a smaller layer the way DeepLab v1 fits VGG16's classifier into
+its fc6/fc7: evenly spaced filters (every 4th for 1024 of 4096) and evenly spaced
+kernel taps (7 -> 3 keeps taps 0, 3, 6; 7 -> 4 keeps 0, 2, 4, 6; 7 -> 1 keeps the
+centre).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -22,14 +27,23 @@ from torch import Tensor, nn
 from segkit.core.errors import CheckpointError
 from segkit.core.registry import Param
 
-#: The ``weights`` parameter of a backbone that reads them with ``read_torchvision_weights``.
+#: The ``weights`` parameter every backbone shares (see ``resolve_weights``).
 WEIGHTS_PARAM = Param(
     "weights",
     str | None,
     None,
-    "'imagenet' (torchvision file in the torch hub cache), "
-    "a torchvision state-dict path, or none for random init",
+    "'imagenet' (ImageNet weights from the local torch hub / Hugging Face cache), "
+    "'none' (random init, the default), or the path of a .safetensors/.pth state dict",
 )
+#: Values of ``weights`` that mean "no pretrained weights".
+NO_WEIGHTS = ("none", "")
+
+
+def resolve_weights(weights: str | None) -> str | None:
+    """``None`` for no weights (``None``, ``"none"``, ``""``), else ``"imagenet"`` or a path."""
+    if weights is None or weights.strip().lower() in NO_WEIGHTS:
+        return None
+    return "imagenet" if weights.strip().lower() == "imagenet" else weights
 
 
 def hub_checkpoint(url: str) -> Path:
@@ -52,23 +66,42 @@ def read_torchvision_weights(weights: str, url: str, what: str, layout: str) -> 
                 f"in {path.parent}"
             )
     else:
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise CheckpointError(
-                f"{what}: weights file {path} does not exist; give 'imagenet', the path of a "
-                f"torchvision {layout} state dict, or no weights"
-            )
+        path = Path(weights)
+    return read_state_dict(path, what, f"torchvision {layout} state dict")
+
+
+def read_state_dict(path: str | Path, what: str, expected: str) -> dict[str, Tensor]:
+    """A name -> tensor mapping from ``path``, or a one-line :class:`CheckpointError`.
+
+    ``.safetensors`` files are read with safetensors; anything else with
+    ``torch.load(weights_only=True)``, which refuses pickled code.  A training
+    checkpoint wrapping its weights in ``state_dict`` or ``model`` is unwrapped.
+    ``what`` names the part in errors, ``expected`` the kind of file it wants.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(
+            f"{what}: weights file {path} does not exist; give 'imagenet', 'none' or the path "
+            f"of a {expected}"
+        )
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(path, device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise CheckpointError(
             f"{what}: cannot read weights file {path} ({type(exc).__name__}); "
-            f"give a torchvision {layout} state dict saved with torch.save"
+            f"give a {expected} saved with torch.save or safetensors"
         ) from exc
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
+            state = state[wrapper]
     if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
         raise CheckpointError(
-            f"{what}: {path} is not a state dict (name -> tensor); "
-            f"give a torchvision {layout} state dict"
+            f"{what}: {path} is not a state dict (name -> tensor); give a {expected}"
         )
     return dict(state)
 
@@ -84,28 +117,43 @@ def check_torchvision_keys(
 
     Keys starting with ``unused_prefix`` (a classifier the model drops) may be present.
     """
-    # Older torchvision files lack BatchNorm's num_batches_tracked.
+    check_state_dict(
+        state,
+        expected,
+        f"{where} is not a torchvision {layout} state dict",
+        f"give one saved from torchvision.models.{layout}().state_dict()",
+        unused=lambda key: bool(unused_prefix) and key.startswith(unused_prefix),
+    )
+
+
+def check_state_dict(
+    state: Mapping[str, Tensor],
+    expected: Mapping[str, Sequence[int]],
+    problem: str,
+    fix: str,
+    unused: Callable[[str], bool] = lambda key: False,
+) -> None:
+    """Raise ``"<problem> (<mismatches>); <fix>"`` unless ``state`` has the ``expected`` shapes.
+
+    The mismatches start with the first key that does not fit, in the model's order:
+    missing, then wrong shape, then keys the model does not have (those for which
+    ``unused`` is true, such as a classifier the model drops, are allowed).
+    """
+    # Older files lack BatchNorm's num_batches_tracked.
     missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [
-        k
-        for k in state
-        if k not in expected and not (unused_prefix and k.startswith(unused_prefix))
-    ]
     wrong = [
         f"{k} {tuple(state[k].shape)} instead of {tuple(expected[k])}"
         for k in expected
         if k in state and tuple(state[k].shape) != tuple(expected[k])
     ]
+    unexpected = [k for k in state if k not in expected and not unused(k)]
     problems = [
         f"{label} {_listing(keys)}"
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape", wrong))
+        for label, keys in (("missing", missing), ("shape", wrong), ("unexpected", unexpected))
         if keys
     ]
     if problems:
-        raise CheckpointError(
-            f"{where} is not a torchvision {layout} state dict ({'; '.join(problems)}); "
-            f"give one saved from torchvision.models.{layout}().state_dict()"
-        )
+        raise CheckpointError(f"{problem} ({'; '.join(problems)}); {fix}")
 
 
 def _listing(keys: Sequence[str]) -> str:
