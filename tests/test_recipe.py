@@ -396,3 +396,18 @@ def test_iterations_set_the_length_whatever_the_dataset_size(tmp_path, capsys):
         ["run", str(config), "--run-dir", str(tmp_path / "r2"), "--set", "train.iterations=0"]
     )
     assert code == 2 and "train.iterations must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_a_variant_naming_another_part_replaces_the_bases_parameters(tmp_path):
+    (tmp_path / "base.toml").write_text(
+        'name = "b"\n[model]\nbackbone = "resnet18"\nhead = "fcn32s"\n'
+        '[train]\nschedule = { name = "step", every = 2000 }\n'
+        'optimizer = { name = "sgd", momentum = 0.99 }\n'
+    )
+    (tmp_path / "child.toml").write_text(
+        'base = "base.toml"\n[train]\nschedule = { name = "poly", power = 1.0 }\n'
+        "optimizer = { weight_decay = 0.001 }\n"
+    )
+    config = load_config(tmp_path / "child.toml", registry=default_registry())
+    assert config.train.schedule == Part("poly", {"power": 1.0})  # not merged with 'every'
+    assert config.train.optimizer == Part("sgd", {"momentum": 0.99, "weight_decay": 0.001})

@@ -13,7 +13,8 @@ overrides any value, written as TOML (``--set train.lr=0.01``).
 A config may start from another: ``base = "../deeplab_largefov.toml"`` (relative to
 the file) merges the base first, so a variant states only its differences.  Tables
 merge key by key; values and arrays (``[[postprocessors]]`` included) replace the
-base's; ``name`` is never inherited (it names the run folder).
+base's; a part table naming another plugin replaces the base's part; ``name`` is never
+inherited (it names the run folder).
 """
 
 from __future__ import annotations
@@ -480,8 +481,14 @@ def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     """``over`` on top of ``base``: tables merge key by key, anything else replaces."""
     merged = dict(base)
     for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = merge(merged[key], value)
+        below = merged.get(key)
+        # A part naming another plugin replaces the base's: its parameters are another's.
+        other_part = isinstance(value, Mapping) and value.get("name", None) not in (
+            None,
+            below.get("name") if isinstance(below, Mapping) else None,
+        )
+        if isinstance(value, Mapping) and isinstance(below, Mapping) and not other_part:
+            merged[key] = merge(below, value)
         else:
             merged[key] = value
     return merged
