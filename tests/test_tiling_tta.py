@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from segkit.core.errors import ConfigError
+from segkit.data import IMAGENET_MEAN, IMAGENET_STD
 from segkit.infer import ConfusionMatrix, PostprocessChain, Segmenter
 from segkit.infer.evaluate import evaluate
 from segkit.infer.inference import InferenceSettings, predict_probs
@@ -156,8 +157,9 @@ def test_segmenter_predict_with_tta(tmp_path, registry):
 
 
 def segmenter_input(image, config):
-    mean = torch.tensor(config.data.mean)[:, None, None]
-    std = torch.tensor(config.data.std)[:, None, None]
+    # unset statistics (the model was not built from the config) are ImageNet's
+    mean = torch.tensor(config.data.mean or IMAGENET_MEAN)[:, None, None]
+    std = torch.tensor(config.data.std or IMAGENET_STD)[:, None, None]
     return ((torch.from_numpy(image).permute(2, 0, 1).float() / 255 - mean) / std)[None]
 
 
