@@ -48,20 +48,33 @@ def _betas(name: str, betas: list[float]) -> tuple[float, float]:
     return float(betas[0]), float(betas[1])
 
 
+def _adam_family(
+    cls: type[torch.optim.Optimizer],
+    name: str,
+    param_groups: list[dict[str, Any]],
+    betas: list[float],
+    weight_decay: float,
+    eps: float,
+) -> torch.optim.Optimizer:
+    _check(name, "weight_decay", weight_decay, 0.0)
+    _check(name, "eps", eps, 0.0)
+    return cls(
+        param_groups,
+        lr=param_groups[0]["lr"],
+        betas=_betas(name, betas),
+        weight_decay=weight_decay,
+        eps=eps,
+    )
+
+
 def adam(
     param_groups: list[dict[str, Any]],
     betas: list[float] = [0.9, 0.999],  # noqa: B006
     weight_decay: float = 0.0,
     eps: float = 1e-8,
-) -> torch.optim.Adam:
-    _check("adam", "weight_decay", weight_decay, 0.0)
-    return torch.optim.Adam(
-        param_groups,
-        lr=param_groups[0]["lr"],
-        betas=_betas("adam", betas),
-        weight_decay=weight_decay,
-        eps=eps,
-    )
+) -> torch.optim.Optimizer:
+    # Adam adds weight decay to the gradient (L2), so it scales with the moments.
+    return _adam_family(torch.optim.Adam, "adam", param_groups, betas, weight_decay, eps)
 
 
 def adamw(
@@ -69,15 +82,9 @@ def adamw(
     betas: list[float] = [0.9, 0.999],  # noqa: B006
     weight_decay: float = 0.01,
     eps: float = 1e-8,
-) -> torch.optim.AdamW:
-    _check("adamw", "weight_decay", weight_decay, 0.0)
-    return torch.optim.AdamW(
-        param_groups,
-        lr=param_groups[0]["lr"],
-        betas=_betas("adamw", betas),
-        weight_decay=weight_decay,
-        eps=eps,
-    )
+) -> torch.optim.Optimizer:
+    # AdamW decays the weights directly, apart from the adaptive step.
+    return _adam_family(torch.optim.AdamW, "adamw", param_groups, betas, weight_decay, eps)
 
 
 @hookimpl

@@ -20,15 +20,23 @@ inherited (it names the run folder).
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from segkit.core.config_files import (  # noqa: F401  (re-exported: the config API)
+    apply_overrides,
+    dump_toml,
+    merge,
+    parse_value,
+    read_config,
+    read_toml,
+)
 from segkit.core.errors import ConfigError, PluginError, did_you_mean
 from segkit.core.registry import Param, Registry
+from segkit.core.upgrade import upgrade, upgrade_recipe
 
 
 def _help(text: str, default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
@@ -293,85 +301,6 @@ def _parse_parts(
     ]
 
 
-def upgrade(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """Configs (and checkpoints) written before the post-processor keys were renamed.
-
-    The array ``[[postprocess]]`` is now ``[[postprocessors]]``; ``predict.crf`` is now
-    ``predict.postprocess``.  Old files keep working.
-    """
-    raw = dict(raw)
-    if "postprocess" in raw and "postprocessors" not in raw:
-        raw["postprocessors"] = raw.pop("postprocess")
-    predict = raw.get("predict")
-    if isinstance(predict, Mapping) and "crf" in predict and "postprocess" not in predict:
-        predict = dict(predict)
-        predict["postprocess"] = predict.pop("crf")
-        raw["predict"] = predict
-    return raw
-
-
-#: Keys of the fixed recipe that plugin parts replaced: old key -> (new part, its parameter).
-_RECIPE_KEYS = {
-    "train": {
-        "momentum": ("optimizer", "sgd", "momentum"),
-        "weight_decay": ("optimizer", "sgd", "weight_decay"),
-        "poly_power": ("schedule", "poly", "power"),
-    },
-}
-
-
-def upgrade_recipe(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """Configs written when the training recipe was fixed keep working.
-
-    ``train.momentum``/``weight_decay`` become parameters of ``[train.optimizer]``
-    (SGD), ``train.poly_power`` of ``[train.schedule]`` (poly), and
-    ``data.scale_range``/``data.flip`` the steps ``random_scale`` and ``hflip`` of
-    ``[[data.augment]]``.  Run after bases are merged, so a variant that changes one
-    old key keeps its base's others.
-    """
-    raw = dict(raw)
-    train = raw.get("train")
-    if isinstance(train, Mapping):
-        train = dict(train)
-        for old, (section, part, param) in _RECIPE_KEYS["train"].items():
-            if old not in train:
-                continue
-            table = train.get(section, {"name": part})
-            if isinstance(table, str):
-                table = {"name": table}
-            if not isinstance(table, Mapping) or table.get("name") != part:
-                raise ConfigError(
-                    f"train.{old} is a parameter of the {section} '{part}'; with another "
-                    f"{section}, set it in [train.{section}] instead"
-                )
-            train[section] = {**table, param: train.pop(old)}
-        raw["train"] = train
-    data = raw.get("data")
-    if isinstance(data, Mapping) and ("scale_range" in data or "flip" in data):
-        data = dict(data)
-        if "augment" in data:
-            raise ConfigError(
-                "data.scale_range and data.flip are steps of [[data.augment]] now; the config "
-                "gives both: write them as random_scale and hflip steps"
-            )
-        scale_range, flip = data.pop("scale_range", [0.5, 1.5]), data.pop("flip", True)
-        numbers = isinstance(scale_range, list) and len(scale_range) == 2
-        if not numbers or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in scale_range
-        ):
-            raise ConfigError(f"data.scale_range must be [low, high], got {scale_range!r}")
-        if not isinstance(flip, bool):
-            raise ConfigError(f"data.flip must be true or false, got {flip!r}")
-        steps: list[dict[str, Any]] = []
-        if scale_range != [1, 1]:
-            steps.append({"name": "random_scale", "range": scale_range})
-        if flip:
-            steps.append({"name": "hflip"})
-        data["augment"] = steps
-        raw["data"] = data
-    return raw
-
-
 def config_from_dict(
     raw: Mapping[str, Any], name: str = "config", registry: Registry | None = None
 ) -> Config:
@@ -415,85 +344,6 @@ def config_from_dict(
     return Config(**parsed, name=str(raw.get("name", name)))
 
 
-def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """Apply ``key.path=value`` overrides (values in TOML syntax; bare words are strings)."""
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set '{item}': expected key=value, e.g. --set train.epochs=5")
-        value = parse_value(text)
-        node = raw
-        *parents, leaf = key.strip().split(".")
-        for part in parents:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"--set '{item}': '{part}' is not a table")
-            node = child
-        node[leaf] = value
-    return raw
-
-
-def parse_value(text: str) -> Any:
-    """A command-line value in TOML syntax (``5``, ``0.1``, ``[1, 2]``, ``true``); else a string."""
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
-
-
-def read_toml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except IsADirectoryError:
-        raise ConfigError(f"config path is a folder, not a TOML file: {path}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}; fix the syntax") from None
-
-
-def read_config(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """A TOML config with its ``base`` chain merged in (base first, this file over it)."""
-    path = Path(path)
-    resolved = path.resolve()
-    if resolved in _chain:
-        cycle = " -> ".join(p.name for p in (*_chain, resolved))
-        raise ConfigError(f"config bases form a cycle ({cycle}); remove one 'base' key")
-    # Each file is upgraded before merging: an old base's [[postprocess]] or predict.crf
-    # must be replaced by a new child's [[postprocessors]] or predict.postprocess.
-    raw = upgrade(read_toml(path))
-    base = raw.pop("base", None)
-    if base is None:
-        return raw
-    if not isinstance(base, str):
-        raise ConfigError(f'{path}: base must be a path string, e.g. base = "../base.toml"')
-    base_path = path.parent / base
-    if not base_path.is_file():
-        raise ConfigError(f"{path}: its base {base_path} does not exist; fix the 'base' path")
-    inherited = read_config(base_path, (*_chain, resolved))
-    inherited.pop("name", None)  # the name is the run folder's: each file has its own
-    return merge(inherited, raw)
-
-
-def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """``over`` on top of ``base``: tables merge key by key, anything else replaces."""
-    merged = dict(base)
-    for key, value in over.items():
-        below = merged.get(key)
-        # A part naming another plugin replaces the base's: its parameters are another's.
-        other_part = isinstance(value, Mapping) and value.get("name", None) not in (
-            None,
-            below.get("name") if isinstance(below, Mapping) else None,
-        )
-        if isinstance(value, Mapping) and isinstance(below, Mapping) and not other_part:
-            merged[key] = merge(below, value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def load_config(
     path: str | Path, overrides: Iterable[str] = (), registry: Registry | None = None
 ) -> Config:
@@ -503,17 +353,3 @@ def load_config(
     """
     raw = apply_overrides(upgrade(read_config(path)), overrides)
     return config_from_dict(raw, name=Path(path).stem, registry=registry)
-
-
-def dump_toml(data: Mapping[str, Any]) -> str:
-    """A config as TOML text (TOML has no null: unset optional values are left out)."""
-    import tomli_w
-
-    def drop_none(value: Any) -> Any:
-        if isinstance(value, Mapping):
-            return {k: drop_none(v) for k, v in value.items() if v is not None}
-        if isinstance(value, list):
-            return [drop_none(v) for v in value]
-        return value
-
-    return tomli_w.dumps(drop_none(data))

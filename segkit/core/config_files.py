@@ -1,0 +1,107 @@
+"""Config files: TOML read with its ``base`` chain, ``--set`` overrides, TOML written.
+
+What the values mean and how they are validated is :mod:`segkit.core.config`'s.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from segkit.core.errors import ConfigError
+from segkit.core.upgrade import upgrade
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply ``key.path=value`` overrides (values in TOML syntax; bare words are strings)."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set '{item}': expected key=value, e.g. --set train.epochs=5")
+        value = parse_value(text)
+        node = raw
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set '{item}': '{part}' is not a table")
+            node = child
+        node[leaf] = value
+    return raw
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value in TOML syntax (``5``, ``0.1``, ``[1, 2]``, ``true``); else a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config path is a folder, not a TOML file: {path}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}; fix the syntax") from None
+
+
+def read_config(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A TOML config with its ``base`` chain merged in (base first, this file over it)."""
+    path = Path(path)
+    resolved = path.resolve()
+    if resolved in _chain:
+        cycle = " -> ".join(p.name for p in (*_chain, resolved))
+        raise ConfigError(f"config bases form a cycle ({cycle}); remove one 'base' key")
+    # Each file is upgraded before merging: an old base's [[postprocess]] or predict.crf
+    # must be replaced by a new child's [[postprocessors]] or predict.postprocess.
+    raw = upgrade(read_toml(path))
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise ConfigError(f'{path}: base must be a path string, e.g. base = "../base.toml"')
+    base_path = path.parent / base
+    if not base_path.is_file():
+        raise ConfigError(f"{path}: its base {base_path} does not exist; fix the 'base' path")
+    inherited = read_config(base_path, (*_chain, resolved))
+    inherited.pop("name", None)  # the name is the run folder's: each file has its own
+    return merge(inherited, raw)
+
+
+def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``: tables merge key by key, anything else replaces."""
+    merged = dict(base)
+    for key, value in over.items():
+        below = merged.get(key)
+        # A part naming another plugin replaces the base's: its parameters are another's.
+        other_part = isinstance(value, Mapping) and value.get("name", None) not in (
+            None,
+            below.get("name") if isinstance(below, Mapping) else None,
+        )
+        if isinstance(value, Mapping) and isinstance(below, Mapping) and not other_part:
+            merged[key] = merge(below, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def dump_toml(data: Mapping[str, Any]) -> str:
+    """A config as TOML text (TOML has no null: unset optional values are left out)."""
+    import tomli_w
+
+    def drop_none(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: drop_none(v) for k, v in value.items() if v is not None}
+        if isinstance(value, list):
+            return [drop_none(v) for v in value]
+        return value
+
+    return tomli_w.dumps(drop_none(data))
