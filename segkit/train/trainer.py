@@ -62,6 +62,7 @@ class Trainer:
         self.base_lrs = [group["initial_lr"] for group in self.optimizer.param_groups]
         self.scaler = torch.amp.GradScaler(run.device.type, enabled=run.precision.amp)
         self.start_epoch, self.start_step, self.best = 0, 0, -1.0
+        self.unlabelled = 0  # this epoch's crops without a labelled pixel
 
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from a ``last.pt`` state (the weights are already loaded)."""
@@ -131,7 +132,8 @@ class Trainer:
         task = progress.add_task(
             f"epoch {epoch + 1}", total=self.steps_per_epoch, completed=skip, info=""
         )
-        meter, losses, self.unlabelled = steps.Throughput(), [], 0
+        meter, losses = steps.Throughput(), []
+        self.unlabelled = 0
         model.train()
         step = skip
         for images, masks in self.loader:
