@@ -205,9 +205,14 @@ def run_smp(root: Path, seconds: float, threads: int) -> tuple[float, int]:
         for i in rng.choice(len(samples), batch):
             s = samples[i]
             h, w = s.mask.shape
-            top, left = rng.integers(0, h - crop + 1), rng.integers(0, w - crop + 1)
-            image = s.image[top : top + crop, left : left + crop]
-            mask = s.mask[top : top + crop, left : left + crop]
+            # images smaller than the crop are padded: black, and ignored by the loss
+            ph, pw = max(0, crop - h), max(0, crop - w)
+            image = np.pad(s.image, ((0, ph), (0, pw), (0, 0)))
+            mask = np.pad(s.mask, ((0, ph), (0, pw)), constant_values=IGNORE_INDEX)
+            top = rng.integers(0, h + ph - crop + 1)
+            left = rng.integers(0, w + pw - crop + 1)
+            image = image[top : top + crop, left : left + crop]
+            mask = mask[top : top + crop, left : left + crop]
             if rng.random() < 0.5:
                 image, mask = image[:, ::-1], mask[:, ::-1]
             images.append(normalize(np.ascontiguousarray(image)))
