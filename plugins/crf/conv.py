@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from segkit_plugins.crf.lattice import _csr
 from segkit_plugins.crf.layer import CRFLayer
-from segkit_plugins.crf.params import PROBABILITY_FLOOR, CRFParams
+from segkit_plugins.crf.params import PROBABILITY_FLOOR, CRFParams, check_device, compute_device
 from torch import Tensor, nn
 
 from segkit import ConfigError, DataError, check_postprocess_inputs
@@ -80,20 +80,11 @@ class ConvCRF:
     name = "convcrf"
 
     def __init__(self, params: ConvCRFParams | None = None, device: str = "auto") -> None:
-        if device == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(
-                "convcrf: device 'cuda' asked for but CUDA is not available; "
-                "use device = 'auto' or 'cpu'"
-            )
         self.params = params or ConvCRFParams()
-        self.device = device
+        self.device = check_device("convcrf", device)
 
     def compute_device(self, probs: Tensor) -> torch.device:
-        if self.device == "auto":
-            if probs.is_cuda:
-                return probs.device
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
+        return compute_device(self.device, probs)
 
     def __call__(self, probs: Tensor, images: Tensor) -> Tensor:
         if probs.dim() != 4 or images.dim() != 4:

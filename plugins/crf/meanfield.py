@@ -13,10 +13,16 @@ from collections.abc import Callable, Sequence
 import torch
 from segkit_plugins.crf.lattice import FilterFunction, bilateral_filter, spatial_filter
 from segkit_plugins.crf.layer import CRFLayer
-from segkit_plugins.crf.params import _DEFAULTS, PROBABILITY_FLOOR, CRFParams
+from segkit_plugins.crf.params import (
+    _DEFAULTS,
+    PROBABILITY_FLOOR,
+    CRFParams,
+    check_device,
+    compute_device,
+)
 from torch import Tensor, nn
 
-from segkit import ConfigError, DataError, check_postprocess_inputs
+from segkit import DataError, check_postprocess_inputs
 
 
 class TorchDenseCRF:
@@ -25,20 +31,11 @@ class TorchDenseCRF:
     name = "densecrf_torch"
 
     def __init__(self, params: CRFParams = _DEFAULTS, device: str = "auto") -> None:
-        if device == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(
-                "densecrf_torch: device 'cuda' asked for but CUDA is not available; "
-                "use device = 'auto' or 'cpu'"
-            )
         self.params = params
-        self.device = device
+        self.device = check_device("densecrf_torch", device)
 
     def compute_device(self, probs: Tensor) -> torch.device:
-        if self.device == "auto":
-            if probs.is_cuda:
-                return probs.device
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
+        return compute_device(self.device, probs)
 
     def __call__(self, probs: Tensor, images: Tensor) -> Tensor:
         if probs.dim() != 4 or images.dim() != 4:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 from segkit import ConfigError, Param
@@ -50,3 +51,22 @@ KERNEL_PARAMS = [
 def unary_from_probabilities(probs: Tensor) -> Tensor:
     """The unary energies -log p of N×C×H×W probabilities, floored at ``PROBABILITY_FLOOR``."""
     return -probs.clamp_min(PROBABILITY_FLOOR).log()
+
+
+def check_device(name: str, device: str) -> str:
+    """A post-processor's ``device`` setting, refused in one line when CUDA is absent."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"{name}: device 'cuda' asked for but CUDA is not available; "
+            f"use device = 'auto' or 'cpu'"
+        )
+    return device
+
+
+def compute_device(device: str, probs: Tensor) -> torch.device:
+    """Where to refine ``probs``: ``auto`` keeps CUDA inputs there and prefers CUDA."""
+    if device == "auto":
+        if probs.is_cuda:
+            return probs.device
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
