@@ -13,21 +13,25 @@ import pytest
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "segkit-mobilenet"
 
 
-@pytest.fixture(scope="module")
-def plugin_site(tmp_path_factory) -> dict[str, str]:
-    site = tmp_path_factory.mktemp("site")
+def install(package: Path, site: Path) -> dict[str, str]:
+    """pip-install an example package into ``site``; the environment that sees it."""
     subprocess.run(
         [
             sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
             "--no-build-isolation", "--disable-pip-version-check",
-            "--target", str(site), str(EXAMPLE),
+            "--target", str(site), str(package),
         ],
         check=True,
         timeout=600,
     )  # fmt: skip
-    # conftest disables the plugins the user installed; this test loads its own
+    # conftest disables the plugins the user installed; these tests load their own
     env = {k: v for k, v in os.environ.items() if k != "SEGKIT_DISABLE_PLUGINS"}
     return {**env, "PYTHONPATH": str(site)}
+
+
+@pytest.fixture(scope="module")
+def plugin_site(tmp_path_factory) -> dict[str, str]:
+    return install(EXAMPLE, tmp_path_factory.mktemp("site"))
 
 
 def test_installed_plugin_is_listed(plugin_site):
@@ -90,18 +94,7 @@ TVERSKY = Path(__file__).resolve().parent.parent / "examples" / "segkit-tversky"
 
 def test_a_third_party_loss_trains_a_run(tmp_path):
     """A package adds a loss through the entry-point group; a config sums it with another."""
-    site = tmp_path / "site"
-    subprocess.run(
-        [
-            sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-            "--no-build-isolation", "--disable-pip-version-check",
-            "--target", str(site), str(TVERSKY),
-        ],
-        check=True,
-        timeout=600,
-    )  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k != "SEGKIT_DISABLE_PLUGINS"}
-    env.update(PYTHONPATH=str(site), COLUMNS="250")
+    env = {**install(TVERSKY, tmp_path / "site"), "COLUMNS": "250"}
     listed = subprocess.run(
         [sys.executable, "-m", "segkit", "plugins"], env=env, capture_output=True, text=True
     )
