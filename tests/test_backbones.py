@@ -82,20 +82,21 @@ def test_deeplab_vgg16_without_weights_has_no_spare_weights(registry):
 @pytest.mark.parametrize(
     ("name", "output_stride", "strides"),
     [
-        ("resnet18", 32, [8, 16, 32]),
-        ("resnet18", 16, [8, 16, 16]),
-        ("resnet18", 8, [8, 8, 8]),
-        ("resnet50", 16, [8, 16, 16]),
+        ("resnet18", 32, [4, 8, 16, 32]),
+        ("resnet18", 16, [4, 8, 16, 16]),
+        ("resnet18", 8, [4, 8, 8, 8]),
+        ("resnet50", 16, [4, 8, 16, 16]),
     ],
 )
 def test_resnet_strides_and_sizes(registry, name, output_stride, strides):
     backbone = build(registry, name, output_stride=output_stride).eval()
     info = backbone.feature_info
-    assert list(info) == ["layer2", "layer3", "layer4"]
+    assert list(info) == ["layer1", "layer2", "layer3", "layer4"]
     assert [i.stride for i in info.values()] == strides
     assert all(i.offset == 0 for i in info.values())
     expansion = 4 if name == "resnet50" else 1
     assert [i.channels for i in info.values()] == [
+        64 * expansion,
         128 * expansion,
         256 * expansion,
         512 * expansion,

@@ -35,6 +35,7 @@ PARAMS = {
     ("head", "fcn32s"): ({}, Part("vgg16", SMALL_VGG)),
     ("head", "fcn16s"): ({}, Part("vgg16", SMALL_VGG)),
     ("head", "fcn8s"): ({}, Part("resnet18")),
+    ("head", "fpn"): ({"pyramid_channels": 16, "channels": 8}, Part("resnet18")),
     ("head", "deeplab"): ({"fc_channels": 8}, Part("resnet18", {"output_stride": 8})),
     ("head", "deeplab_largefov"): ({"fc_channels": 16}, Part("deeplab_vgg16", {"width": 0.125})),
     ("head", "deeplab_msc"): (
@@ -56,7 +57,7 @@ PARAMS = {
 #: Heads and a backbone each must refuse (the others sit on any backbone).
 INCOMPATIBLE = {
     "fcn8s": Part("resnet18", {"output_stride": 8}),
-    "fcn16s": Part("resnet18", {"output_stride": 8}),
+    "fpn": Part("resnet18", {"output_stride": 8}),
     "deeplab_msc": Part("resnet18"),
     "deeplab_msc_largefov": Part("vgg16", SMALL_VGG),
 }

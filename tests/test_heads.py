@@ -135,7 +135,8 @@ def test_fcn_on_resnet_rounds_half_pixel_crops(registry):
 
 @pytest.mark.parametrize(
     ("head", "output_stride", "missing"),
-    [("fcn8s", 8, 4), ("fcn16s", 8, 4), ("fcn8s", 16, 4)],
+    # ResNet's layer1 is at stride 4: FCN-8s on output stride 8 finds no stride-2 map
+    [("fcn8s", 8, 2)],
 )
 def test_fcn_needing_a_missing_stride_is_refused_at_build_time(
     registry, head, output_stride, missing
@@ -290,3 +291,54 @@ def test_assembled_deeplab_model_keeps_the_input_size(registry):
     assert isinstance(model, SegmentationModel)
     with torch.no_grad():
         assert model.eval()(torch.randn(2, 3, 75, 61)).shape == (2, 3, 75, 61)
+
+
+# -- FPN -----------------------------------------------------------------------------
+
+
+def test_fpn_scores_a_resnet_at_stride_4_from_every_level(registry):
+    model = build_model_from_parts(
+        registry, Part("resnet18"), Part("fpn", {"dropout": 0.0}), Part("interpolate"), 5
+    )
+    head = model.head
+    assert head.names == ["layer1", "layer2", "layer3", "layer4"]
+    assert (head.stride, head.offset) == (4, 0.0)
+    # one 3x3 block per factor of 2 below each level (1, 1, 2, 3)
+    blocks = [sum(isinstance(m, torch.nn.Conv2d) for m in level) for level in head.merge]
+    assert blocks == [1, 1, 2, 3]
+    images = torch.randn(2, 3, 70, 90)
+    scores = model(images)
+    assert scores.shape == (2, 5, 70, 90)
+    features = model.backbone(images)
+    assert head(features).shape == (2, 5, 18, 23)  # ceil(70/4) x ceil(90/4)
+    scores.square().mean().backward()
+    assert all(conv.weight.grad.abs().sum() > 0 for conv in head.lateral)
+
+
+def test_fpn_top_down_path_carries_the_deepest_map_to_the_finest(registry):
+    resnet = registry.get("backbone", "resnet18").build(params={}).eval()
+    head = build_head(registry, "fpn", backbone_info("resnet18", resnet), 3).eval()
+    with torch.no_grad():
+        features = resnet(torch.randn(1, 3, 64, 64))
+        before = head(features)
+        # only the deepest level changed: the finest scores change through the sum
+        # of the merged levels and through the top-down additions
+        features["layer4"] = features["layer4"] + 1.0
+        after = head(features)
+    assert before.shape == after.shape == (1, 3, 16, 16)
+    assert not torch.allclose(before, after)
+
+
+def test_fpn_refuses_a_backbone_with_repeated_strides(registry):
+    with pytest.raises(IncompatiblePartsError) as error:
+        build_model_from_parts(
+            registry, Part("resnet18", {"output_stride": 8}), Part("fpn"), Part("interpolate"), 3
+        )
+    message = one_line(error)
+    assert "fpn" in message and "distinct strides" in message and "resnet18" in message
+
+
+def test_fpn_bad_widths_are_config_errors(registry):
+    resnet = registry.get("backbone", "resnet18").build(params={})
+    with pytest.raises(ConfigError, match="pyramid_channels and channels must be >= 1"):
+        build_head(registry, "fpn", backbone_info("resnet18", resnet), 3, channels=0)

@@ -23,6 +23,7 @@ def test_resnet_variants_are_torchvisions_without_the_classifier(registry, name,
         reference = constructor()
     info = backbone.feature_info
     assert [(i.channels, i.stride, i.offset) for i in info.values()] == [
+        (256, 4, 0.0),
         (512, 8, 0.0),
         (1024, 16, 0.0),
         (2048, 16, 0.0),
@@ -37,6 +38,7 @@ def test_dilated_resnext_keeps_the_stride_8_grid(registry):
     with torch.no_grad():
         maps = backbone.eval()(torch.randn(1, 3, 64, 48))
     assert {k: tuple(v.shape[1:]) for k, v in maps.items()} == {
+        "layer1": (256, 16, 12),
         "layer2": (512, 8, 6),
         "layer3": (1024, 8, 6),
         "layer4": (2048, 8, 6),

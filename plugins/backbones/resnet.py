@@ -8,7 +8,7 @@ path reads any state dict in torchvision's format (``segkit.read_torchvision_wei
 The classifier (``fc``) is dropped; the module keeps torchvision's key names, so its
 state dict is torchvision's minus ``fc.*``.
 
-It gives ``layer2`` (stride 8), ``layer3`` (16) and ``layer4`` (32).  With
+It gives ``layer1`` (stride 4), ``layer2`` (8), ``layer3`` (16) and ``layer4`` (32).  With
 ``output_stride`` 16 or 8 the last one or two stages trade their stride for
 dilation, as torchvision's ``replace_stride_with_dilation`` does: the first block
 of a dilated stage keeps the previous dilation, the later blocks double it.  The
@@ -62,11 +62,11 @@ TITLES = {
     "wide_resnet50_2": "Wide ResNet-50-2",
 }
 STAGES = ("layer1", "layer2", "layer3", "layer4")
-EXPOSED = ("layer2", "layer3", "layer4")
+EXPOSED = ("layer1", "layer2", "layer3", "layer4")
 
 
 class ResNetBackbone(nn.Module):
-    """A torchvision ResNet without its classifier, returning layer2, layer3 and layer4."""
+    """A torchvision ResNet without its classifier, returning layer1 to layer4."""
 
     def __init__(self, net: models.ResNet) -> None:
         super().__init__()
@@ -155,7 +155,7 @@ def register_backbones(register: Callable[..., None]) -> None:
         register(
             name,
             _factory(name),
-            help=f"torchvision {title}; layer2, layer3, layer4 (stride 8/16/32, offset 0)",
+            help=f"torchvision {title}; layer1 to layer4 (stride 4/8/16/32, offset 0)",
             params=[
                 WEIGHTS_PARAM,
                 Param(

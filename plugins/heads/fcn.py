@@ -7,7 +7,7 @@ the paper's ``upscore2``), adds 1x1 scores of the map at half the stride
 more with the map at a quarter of the stride (``upscore[1]`` = ``upscore_pool4``,
 ``score_skip[1]`` = ``score_pool3``).  The skip maps are found by stride
 (``BackboneInfo.at_stride``), so the heads sit on any backbone that has them;
-FCN-8s on an output-stride-8 ResNet, which has no stride-4 map, is refused.
+FCN-8s on an output-stride-8 ResNet, which has no stride-2 map, is refused.
 
 As in the paper, the score layers start at zero and the 2x upsamplings are
 ConvTranspose2d(C, C, 4, stride 2, no bias) initialised to bilinear interpolation
