@@ -39,19 +39,21 @@ RUN_FILES = (
 CHECKPOINTS = ("last.pt", "best.pt")
 
 
-@dataclass(frozen=True)
+@dataclass
 class RunDirectory:
     """The folder of one run and what :meth:`create` does to it.
 
     ``continues``: an earlier run in the folder goes on (its files are kept);
     ``clear``: the earlier run's files are removed first; ``unique``: the folder is a
     new default one, renamed ``-2``, ``-3`` ... when another run took the name first.
+    ``created``: :meth:`create` made the folder (it did not exist before).
     """
 
     path: Path
     continues: bool = False
     clear: bool = False
     unique: bool = False
+    created: bool = False
 
     def create(self) -> Path:
         """Make the folder ready to write to and return it (renamed when ``unique``)."""
@@ -59,6 +61,7 @@ class RunDirectory:
         try:
             if self.unique:
                 path = _claim_new_folder(path)
+            self.created = self.unique or not path.exists()
             path.mkdir(parents=True, exist_ok=True)
             if self.clear:
                 remove_run_files(path)
@@ -69,6 +72,13 @@ class RunDirectory:
                 f"choose another with --run-dir"
             ) from None
         return path
+
+
+def discard_if_unused(directory: RunDirectory, path: Path) -> None:
+    """Remove the folder ``directory.create`` made at ``path`` when a run that failed
+    before its first record left it empty."""
+    if directory.created and path.is_dir() and not any(path.iterdir()):
+        path.rmdir()
 
 
 def _claim_new_folder(path: Path) -> Path:

@@ -41,7 +41,7 @@ from segkit.train.checkpoints import RunCheckpoints, load_resumed_weights, unwra
 from segkit.train.context import Run
 from segkit.train.distributed import Processes, leave_process_group
 from segkit.train.evaluation import Evaluator
-from segkit.train.run_dir import plan_run_directory
+from segkit.train.run_dir import discard_if_unused, plan_run_directory
 from segkit.train.trainer import Trainer
 
 
@@ -129,6 +129,7 @@ class Runner:
                 self.predict_samples()
         except BaseException as exc:
             error = exc
+            discard_if_unused(self.directory, run.run_dir)  # a refused run leaves no folder
             raise
         finally:
             hook.on_run_end(run=run, summary=summary, error=error)
