@@ -15,6 +15,7 @@ from rich.text import Text
 from segkit.core.config import Config, load_config
 from segkit.core.errors import SegkitError
 from segkit.core.manager import DISABLE_ENV, Plugins, get_plugins
+from segkit.core.outputs import storage_error
 from segkit.inference_commands import add_inference_commands
 
 console = Console()
@@ -50,18 +51,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     from segkit.train import run_config
 
     plugins = plugins_for(args)
-    config = load_config(args.config, args.overrides, registry=plugins.registry)
+    # --resume asks to continue: it wins over a config's train.resume = false
+    overrides = [*args.overrides, "train.resume=true"] if args.resume else args.overrides
+    config = load_config(args.config, overrides, registry=plugins.registry)
     if args.resume and args.run_dir is None:
         args.run_dir = _latest_run_dir(config.name)
-    run_config(config, args.run_dir, plugins, console)
+    run_config(config, args.run_dir, plugins, console, args.overwrite, args.resume)
     return 0
 
 
 def _latest_run_dir(name: str) -> Path:
-    runs = sorted(p for p in (Path("runs") / name).glob("*") if (p / "last.pt").exists())
+    """The run of config ``name`` under ``runs/`` whose ``last.pt`` was written last."""
+    runs = [p for p in (Path("runs") / name).glob("*") if (p / "last.pt").is_file()]
     if not runs:
-        raise SegkitError(f"--resume: no run of '{name}' with a last.pt under runs/{name}/")
-    return runs[-1]
+        raise SegkitError(
+            f"--resume: no run of '{name}' with a last.pt under runs/{name}/; give the "
+            f"run's folder with --run-dir, or drop --resume to start a new run"
+        )
+    return max(runs, key=lambda p: (p / "last.pt").stat().st_mtime)
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -206,7 +213,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="train, evaluate and predict as the config says")
     _add_config_args(p)
     p.add_argument("--run-dir", type=Path, default=None, help="default: runs/<config>/<time>/")
-    p.add_argument("--resume", action="store_true", help="continue the latest run of this config")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a run: the one in --run-dir (which must hold a last.pt), else the "
+        "latest of this config",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in --run-dir: its files are removed and a new run starts",
+    )
     p.set_defaults(func=cmd_run)
 
     add_inference_commands(sub)
@@ -292,6 +309,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.debug:
             raise
+        if (storage := storage_error(exc)) is not None:  # a full disk is no internal error
+            err_console.print(Text.assemble(("error: ", "bold red"), str(storage)), soft_wrap=True)
+            return 2
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         err_console.print(
             Text.assemble(

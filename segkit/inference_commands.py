@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from segkit.core.errors import ConfigError, DataError, SegkitError
+from segkit.core.outputs import check_outputs, is_read_only, write_text_atomically
 
 
 def add_inference_commands(sub: Any) -> None:
@@ -41,6 +42,7 @@ def add_inference_commands(sub: Any) -> None:
         help="images of one size predicted together (default 4)",
     )
     _add_device_arg(p)
+    _add_overwrite_arg(p, "files in --out")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset split")
@@ -76,6 +78,7 @@ def add_inference_commands(sub: Any) -> None:
         help="write the metrics as JSON, in the format of a run's summary.json",
     )
     _add_device_arg(p)
+    _add_overwrite_arg(p, "the --json file")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("export", help="export a checkpoint's network to ONNX or TorchScript")
@@ -108,6 +111,7 @@ def add_inference_commands(sub: Any) -> None:
         action="store_true",
         help="skip running the exported file against PyTorch",
     )
+    _add_overwrite_arg(p, "the --out file")
     p.set_defaults(func=cmd_export)
 
 
@@ -151,6 +155,14 @@ def _add_inference_args(parser: argparse.ArgumentParser, section: str) -> None:
     )
 
 
+def _add_overwrite_arg(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=f"replace existing {what} (never an input of the command)",
+    )
+
+
 def _add_device_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", default="auto", help="auto (a GPU when present), cpu, cuda or cuda:N"
@@ -167,18 +179,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from segkit.data import read_image
     from segkit.infer import Segmenter
     from segkit.infer.batch import batches_by_size, collect_images, unique_stems
-    from segkit.report import progress_display, write_prediction
+    from segkit.report import prediction_paths, progress_display, write_prediction
     from segkit.train import prepare_output_dir
 
     plugins = plugins_for(args)
     paths = collect_images(args.images)
+    names = unique_stems(paths)
+    outputs = [
+        output
+        for path in paths
+        for output in prediction_paths(args.out, names[path], args.save_probs)
+    ]
+    check_outputs(outputs, [*paths, args.checkpoint], args.overwrite)
     segmenter = Segmenter.from_checkpoint(args.checkpoint, args.device, plugins.registry)
     segmenter.inference = _inference_settings(args, segmenter.config.predict, segmenter.inference)
     segmenter.inference.check(segmenter.model)
     prepare_output_dir(args.out, "--out")
     if args.postprocess and not segmenter.postprocessors:
         err_console.print("[yellow]note:[/] the checkpoint's config has no post-processors")
-    names = unique_stems(paths)
     with progress_display(console) as progress:
         task = progress.add_task("predicting", total=len(paths), info="")
         for batch in batches_by_size(paths, args.batch_size):
@@ -228,6 +246,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         overrides.append(f"eval.max_images={args.max_images}")
     if args.json is not None:
         _check_writable(args.json, "--json")
+        check_outputs([args.json], [args.checkpoint], args.overwrite, "--json")
     segmenter = Segmenter.from_checkpoint(args.checkpoint, args.device, registry, overrides)
     config = segmenter.config
     part = config.data.dataset
@@ -285,10 +304,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json is not None:
         import json
 
-        try:
-            args.json.write_text(json.dumps(summary, indent=2))
-        except OSError as exc:
-            raise SegkitError(f"--json: cannot write {args.json} ({exc.strerror})") from None
+        write_text_atomically(args.json, json.dumps(summary, indent=2))
         console.print(f"summary written to {args.json}", markup=False, highlight=False)
     return 0
 
@@ -300,6 +316,10 @@ def _check_writable(path: Path, option: str) -> None:
         raise SegkitError(f"{option}: {path} is a folder; give a file name such as {path}/x.json")
     if not parent.is_dir():
         raise SegkitError(f"{option}: the folder {parent} does not exist; create it first")
+    if is_read_only(parent):
+        raise SegkitError(
+            f"{option}: {path} lies on a read-only file system; choose a writable folder"
+        )
     if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise SegkitError(f"{option}: {path} is not writable; choose another place")
 
@@ -314,6 +334,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if fmt is None:
         fmt = "torchscript" if args.out.suffix.lower() in (".pt", ".ts", ".pth") else "onnx"
     _check_writable(args.out, "--out")
+    check_outputs([args.out], [args.checkpoint], args.overwrite)
     segmenter = Segmenter.from_checkpoint(args.checkpoint, "cpu", plugins.registry)
     if segmenter.postprocessors and args.postprocess is not False:
         names = ", ".join(segmenter.postprocessors.names())

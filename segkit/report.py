@@ -3,6 +3,7 @@ of label maps (palette PNGs, overlays and side-by-side panels)."""
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
@@ -23,6 +24,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from segkit.core.outputs import safe_name, write_bytes_atomically
 from segkit.data.dataset import IGNORE_INDEX, voc_palette
 from segkit.infer.segmenter import PredictionPair
 
@@ -129,10 +131,10 @@ def write_curves(history: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig = curves_figure(history)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
     plt.close(fig)
-    tmp.replace(path)
+    write_bytes_atomically(path, buffer.getvalue())
 
 
 def curves_figure(history: list[dict[str, Any]]) -> Any:
@@ -197,9 +199,14 @@ def save_mask_png(
         raise ValueError(f"a mask is H×W with labels 0..255, got shape {mask.shape}")
     image = Image.fromarray(mask.astype(np.uint8), mode="P")
     image.putpalette(_full_palette(voc_palette() if palette is None else palette).tobytes())
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
+    save_image(Path(path), image)
+
+
+def save_image(path: Path, image: Image.Image) -> None:
+    """Write ``image`` whole or not at all, in the format of ``path``'s suffix."""
+    buffer = io.BytesIO()
+    image.save(buffer, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))
+    write_bytes_atomically(path, buffer.getvalue())
 
 
 def _titled(image: np.ndarray, title: str) -> Image.Image:
@@ -256,13 +263,10 @@ def write_prediction(
     numbers); ``save_probs`` also writes the final probabilities as a float16
     C×H×W ``.npy``.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
     image, final = pair.image, pair.final.labels
-    mask_path = out_dir / f"{stem}_mask.png"
-    overlay_path = out_dir / f"{stem}_overlay.png"
-    panel_path = out_dir / f"{stem}_panel.png"
+    mask_path, overlay_path, panel_path, probs_path = prediction_paths(out_dir, stem)
     save_mask_png(mask_path, final, palette)
-    Image.fromarray(overlay(image, final, palette)).save(overlay_path)
+    save_image(overlay_path, Image.fromarray(overlay(image, final, palette)))
     shown = [pair.raw.labels]
     tiles = [
         _titled(image, "image"),
@@ -283,10 +287,22 @@ def write_prediction(
         panel.paste(tile, (x, 0))
         x += tile.width + 4
     panel.paste(key, (0, tiles[0].height))
-    panel.save(panel_path)
+    save_image(panel_path, panel)
     written = [mask_path, overlay_path, panel_path]
     if save_probs:
-        probs_path = out_dir / f"{stem}_probs.npy"
-        np.save(probs_path, pair.final.probs.astype(np.float16))
+        buffer = io.BytesIO()
+        np.save(buffer, pair.final.probs.astype(np.float16))
+        write_bytes_atomically(probs_path, buffer.getvalue())
         written.append(probs_path)
     return written
+
+
+def prediction_paths(out_dir: Path, stem: str, save_probs: bool = True) -> list[Path]:
+    """What :func:`write_prediction` writes for ``stem``: mask, overlay, panel (and probs).
+
+    ``stem`` comes from an input's name; it is made a plain file name, so that no
+    name can place a file outside ``out_dir``.
+    """
+    stem = safe_name(stem)
+    kinds = ["mask.png", "overlay.png", "panel.png"] + (["probs.npy"] if save_probs else [])
+    return [out_dir / f"{stem}_{kind}" for kind in kinds]

@@ -35,6 +35,7 @@ from segkit.core.config_files import (  # noqa: F401  (re-exported: the config A
     read_toml,
 )
 from segkit.core.errors import ConfigError, PluginError, did_you_mean
+from segkit.core.outputs import check_plain_name
 from segkit.core.registry import Param, Registry
 from segkit.core.upgrade import upgrade, upgrade_recipe
 
@@ -341,7 +342,7 @@ def config_from_dict(
                 f"run.steps: unknown step '{step}'{did_you_mean(step, _RUN_STEPS)} "
                 f"(steps: {', '.join(_RUN_STEPS)})"
             )
-    return Config(**parsed, name=str(raw.get("name", name)))
+    return Config(**parsed, name=check_plain_name(str(raw.get("name", name)), "name"))
 
 
 def load_config(

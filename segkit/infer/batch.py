@@ -70,17 +70,21 @@ def batches_by_size(paths: list[Path], batch_size: int) -> Iterator[list[Path]]:
 
 def unique_stems(paths: list[Path]) -> dict[Path, str]:
     """An output name per input: its stem, with the parent folder's name in front when
-    two inputs share a stem (``a/x.jpg``, ``b/x.jpg`` -> ``a_x``, ``b_x``)."""
+    two inputs share a stem (``a/x.jpg``, ``b/x.jpg`` -> ``a_x``, ``b_x``).
+
+    Names differing only in case count as the same: they are one file on some systems.
+    """
     counts: dict[str, int] = {}
     for path in paths:
-        counts[path.stem] = counts.get(path.stem, 0) + 1
+        counts[path.stem.casefold()] = counts.get(path.stem.casefold(), 0) + 1
     names: dict[Path, str] = {}
     taken: set[str] = set()
     for path in paths:
-        name = path.stem if counts[path.stem] == 1 else f"{path.parent.name}_{path.stem}"
+        shared = counts[path.stem.casefold()] > 1
+        name = f"{path.parent.name}_{path.stem}" if shared else path.stem
         base, n = name, 2
-        while name in taken:
+        while name.casefold() in taken:
             name, n = f"{base}_{n}", n + 1
-        taken.add(name)
+        taken.add(name.casefold())
         names[path] = name
     return names

@@ -13,6 +13,7 @@ After writing, the file is run on test inputs of two sizes and compared with PyT
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import warnings
 from dataclasses import dataclass, field
@@ -24,6 +25,12 @@ import torch
 from torch import nn
 
 from segkit.core.errors import ConfigError, SegkitError
+from segkit.core.outputs import (
+    explained_write_errors,
+    save_with_torch,
+    write_atomically,
+    write_bytes_atomically,
+)
 
 FORMATS = ("onnx", "torchscript")
 DEFAULT_OPSET = 17
@@ -75,10 +82,8 @@ def export(
     if format not in FORMATS:
         raise ConfigError(f"unknown export format '{format}'; use one of {', '.join(FORMATS)}")
     model = model.eval().cpu()
-    try:
+    with explained_write_errors(out):
         out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ExportError(f"cannot create the folder of {out} ({exc.strerror})") from None
     if format == "onnx":
         return _export_onnx(model, out, info, opset, check)
     return _export_torchscript(model, out, info, check)
@@ -102,29 +107,28 @@ def _export_onnx(
         # the TorchScript-based exporter is deprecated but handles the models' dynamic
         # sizes in a second where torch.export needs minutes for the VGG networks
         warnings.simplefilter("ignore")
+        buffer = io.BytesIO()
         try:
             torch.onnx.export(
                 model,
                 (_example(64, 64),),
-                str(out),
+                buffer,
                 input_names=["images"],
                 output_names=["logits"],
                 dynamic_axes={"images": dynamic, "logits": dynamic},
                 opset_version=opset,
                 dynamo=False,
             )
-        except OSError as exc:
-            raise ExportError(f"cannot write {out} ({exc.strerror})") from None
         except Exception as exc:
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
             raise ExportError(
                 f"the network cannot be exported to ONNX opset {opset} ({type(exc).__name__}: "
                 f"{first}); try another --opset or --format torchscript"
             ) from None
-    graph = onnx.load(str(out))
+    graph = onnx.load_from_string(buffer.getvalue())
     for key, value in info.items():
         graph.metadata_props.add(key=key, value=value)
-    onnx.save(graph, str(out))
+    write_bytes_atomically(out, graph.SerializeToString())  # whole, or the old file stays
     result = ExportResult(out, "onnx")
     if check and importlib.util.find_spec("onnxruntime") is not None:
         import onnxruntime
@@ -148,10 +152,13 @@ def _export_torchscript(
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")  # deprecation notices and trace's size-as-int notes
         traced = torch.jit.trace(model, _example(64, 64))
-        try:
-            torch.jit.save(traced, str(out), _extra_files={"segkit.json": json.dumps(info)})
-        except (OSError, RuntimeError) as exc:
-            raise ExportError(f"cannot write {out} ({str(exc).splitlines()[0][:120]})") from None
+        extra = {"segkit.json": json.dumps(info)}
+        write_atomically(  # whole, or the old file stays
+            out,
+            lambda file: save_with_torch(
+                lambda kept: torch.jit.save(traced, kept, _extra_files=extra), file
+            ),
+        )
         loaded = torch.jit.load(str(out)) if check else None
     result = ExportResult(out, "torchscript")
     if loaded is not None:

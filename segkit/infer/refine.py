@@ -12,6 +12,7 @@ sxy 80 srgb 13 compat 10.
 from __future__ import annotations
 
 import argparse
+import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from PIL import Image, UnidentifiedImageError
 
 from segkit.core.config import parse_value
 from segkit.core.errors import ConfigError, DataError
+from segkit.core.outputs import check_outputs, write_bytes_atomically
 from segkit.core.registry import Registry
 
 if TYPE_CHECKING:
@@ -47,7 +49,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="rough annotation of the same size: a colour per class, black = unknown",
     )
-    parser.add_argument("--out", type=Path, required=True, help="where to write the refined labels")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="where to write the refined labels (an image file, e.g. refined.png)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --out file (never IMAGE or LABELS)",
+    )
     parser.add_argument(
         "--postprocessor",
         default="densecrf",
@@ -104,8 +116,10 @@ def run(args: argparse.Namespace, registry: Registry) -> int:
     component.bind(params)  # an unknown option or a wrong type fails before any work
     if not 0 < args.gt_prob < 1:
         raise ConfigError(f"--gt-prob must lie strictly between 0 and 1, got {args.gt_prob}")
+    out_format = image_format(args.out)
     image = read_rgb(args.image, "image")
     annotation = read_rgb(args.labels, "labels")
+    check_outputs([args.out], [args.image, args.labels], getattr(args, "overwrite", False))
     if image.shape != annotation.shape:
         raise DataError(
             f"{args.labels} is {_size(annotation)} but {args.image} is {_size(image)}; "
@@ -123,11 +137,9 @@ def run(args: argparse.Namespace, registry: Registry) -> int:
     images = torch.from_numpy(image).permute(2, 0, 1)[None]
     refined = postprocessor(probs, images)
     result = colors[refined[0].argmax(0).cpu().numpy()]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        Image.fromarray(result).save(args.out)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot write {args.out}: {exc}; use a .png path") from None
+    buffer = io.BytesIO()
+    Image.fromarray(result).save(buffer, format=out_format)
+    write_bytes_atomically(args.out, buffer.getvalue())
     labelled = labels > 0 if has_unknown else np.ones(labels.shape, dtype=bool)
     changed = float((result != annotation).any(2)[labelled].mean())
     print(
@@ -135,6 +147,19 @@ def run(args: argparse.Namespace, registry: Registry) -> int:
         f"{100 * changed:.1f}% of labelled pixels changed"
     )
     return 0
+
+
+def image_format(path: Path) -> str:
+    """The Pillow format that ``path``'s suffix names, or a :class:`ConfigError`."""
+    known = Image.registered_extensions()
+    suffix = path.suffix.lower()
+    if suffix not in known or known[suffix] not in Image.SAVE:
+        shown = f"'{suffix}'" if suffix else "no suffix"
+        raise ConfigError(
+            f"--out {path}: {shown} is not an image format segkit can write; "
+            f"use a .png path (lossless, as labels need)"
+        )
+    return known[suffix]
 
 
 def read_rgb(path: Path, what: str) -> np.ndarray:

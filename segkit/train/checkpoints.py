@@ -8,6 +8,7 @@ states, so that a resumed run continues exactly where it stopped.
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -54,13 +55,7 @@ class RunCheckpoints:
         if not (self.run.config.train.resume and path.exists()):
             return None
         state = load_checkpoint(path)
-        try:
-            unwrap(self.model).load_state_dict(state["model"])
-        except RuntimeError as exc:
-            raise CheckpointError(
-                f"{path} does not match this config's model ({str(exc).splitlines()[0][:100]}); "
-                f"use another --run-dir or set train.resume = false"
-            ) from None
+        load_resumed_weights(self.model, state, path)
         return state
 
     def load_trained_weights(self) -> None:
@@ -74,6 +69,18 @@ class RunCheckpoints:
             f"{self.run.run_dir} holds no best.pt or last.pt to evaluate or predict with; "
             f"add 'train' to run.steps or give --run-dir of a trained run"
         )
+
+
+def load_resumed_weights(model: nn.Module, state: dict[str, Any], path: Path) -> None:
+    """Give ``model`` the weights of ``state`` (read from ``path``), which must fit it."""
+    try:
+        unwrap(model).load_state_dict(state["model"])
+    except (RuntimeError, KeyError, TypeError, AttributeError) as exc:
+        first = str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__
+        raise CheckpointError(
+            f"{path} does not match this config's model ({first}); give a new --run-dir, "
+            f"or add --overwrite to replace that run"
+        ) from None
 
 
 def rng_state() -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -61,9 +62,8 @@ def prepare_output_dir(path: Path, option: str = "--run-dir") -> None:
     """Create ``path`` and make sure it is writable before any work is done."""
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        with tempfile.TemporaryFile(dir=path):  # a probe that can clash with no file
+            pass
     except OSError as exc:
         raise SegkitError(
             f"cannot write to the output folder {path} ({exc.strerror}); "

@@ -9,6 +9,7 @@ from rich.progress import Progress
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from segkit.core.outputs import write_text_atomically
 from segkit.data.dataset import SegmentationDataset
 from segkit.data.loading import EvalSet, ShardSampler, collate_eval, make_loader
 from segkit.data.transforms import EvalTransform
@@ -101,6 +102,6 @@ class Evaluator:
             results = self.metrics(progress, postprocessors, "final evaluation", self.inference)
         summary = summarize(results, postprocessors.names())
         if run.is_main:
-            (run.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            write_text_atomically(run.run_dir / "summary.json", json.dumps(summary, indent=2))
             run.console.print(metrics_table(summary, run.class_names))
         return summary

@@ -3,7 +3,8 @@
 The run directory holds the resolved config, ``metrics.jsonl`` (one line per
 epoch), ``summary.json`` (final evaluation, raw and per post-processor),
 ``last.pt`` / ``best.pt``, ``curves.png`` and the prediction panels.  Running the
-same command with the same ``--run-dir`` resumes from ``last.pt``.
+same command with the same ``--run-dir`` resumes from ``last.pt``; what else a run
+does with an existing folder is decided in :mod:`segkit.train.run_dir`.
 
 The :class:`Runner` only wires the run — processes, device, folder, seed, data,
 model, post-processors — and hands the loop to :class:`~segkit.train.Trainer`.
@@ -24,19 +25,23 @@ from torch.utils.data import DataLoader
 
 from segkit.core.config import Config, dump_toml
 from segkit.core.manager import Plugins
+from segkit.core.outputs import write_text_atomically
 from segkit.data.dataset import build_splits
 from segkit.data.files import read_image
 from segkit.data.loading import ShardSampler, TrainingSet, make_loader
 from segkit.data.transforms import build_train_transform
+from segkit.infer.batch import unique_stems
 from segkit.infer.device import Precision, resolve_device
 from segkit.infer.postprocess import PostprocessChain
 from segkit.infer.segmenter import Segmenter
 from segkit.model.assembly import build_model
+from segkit.model.checkpoint import load_checkpoint
 from segkit.report import write_prediction
-from segkit.train.checkpoints import RunCheckpoints, unwrap
-from segkit.train.context import Run, default_run_dir, prepare_output_dir
+from segkit.train.checkpoints import RunCheckpoints, load_resumed_weights, unwrap
+from segkit.train.context import Run
 from segkit.train.distributed import Processes, leave_process_group
 from segkit.train.evaluation import Evaluator
+from segkit.train.run_dir import discard_if_unused, plan_run_directory
 from segkit.train.trainer import Trainer
 
 
@@ -52,6 +57,8 @@ class Runner:
         run_dir: Path | None,
         plugins: Plugins,
         console: Console | None = None,
+        overwrite: bool = False,
+        resume: bool = False,
     ) -> None:
         self.config = config
         console = console or Console()
@@ -63,10 +70,11 @@ class Runner:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         processes.join(device)
-        # Every process must write to (and resume from) the same folder: rank 0 picks it.
-        run_dir = Path(processes.broadcast(str(run_dir or default_run_dir(config))))
-        if processes.is_main:
-            prepare_output_dir(run_dir)
+        # Every check that can fail runs before the folder is touched.  Each process
+        # checks (a refusal stops them all alike); the broadcast keeps any from
+        # checking after rank 0 has begun to write.
+        plan = plan_run_directory(config, run_dir, overwrite, resume)
+        self.directory = processes.broadcast(plan)
         seed_everything(train.seed + processes.rank)
 
         registry = plugins.registry
@@ -76,6 +84,13 @@ class Runner:
         if precision.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
+        if self.resumes():
+            last = self.directory.path / "last.pt"
+            load_resumed_weights(model, load_checkpoint(last), last)
+        self.postprocessors = PostprocessChain.from_parts(config.postprocessors, registry)
+        # Every process must write to (and resume from) the same folder: rank 0 makes it.
+        made = str(self.directory.create()) if processes.is_main else ""
+        run_dir = Path(processes.broadcast(made))
         reference = self.splits.reference
         self.run = Run(
             config,
@@ -88,7 +103,6 @@ class Runner:
             console,
             plugins,
         )
-        self.postprocessors = PostprocessChain.from_parts(config.postprocessors, registry)
         self.checkpoints = RunCheckpoints(self.run, model, self.splits.num_classes)
         self.evaluator = Evaluator(self.run, model, self.splits.val)
 
@@ -100,12 +114,13 @@ class Runner:
         summary: dict[str, Any] = {}
         error: BaseException | None = None
         try:
-            if run.is_main:
-                config = self.config.to_dict()
-                (run.run_dir / "config.json").write_text(json.dumps(config, indent=2))
-                (run.run_dir / "config.toml").write_text(dump_toml(config))
-            if "train" in steps:
-                self.trainer().fit()
+            trainer = self.trainer() if "train" in steps else None
+            if not self.directory.continues:
+                self.write_config()
+            if trainer is not None:
+                trainer.fit()
+                if self.directory.continues:  # the config that trained it to the end
+                    self.write_config()
             self.checkpoints.load_trained_weights()
             if "evaluate" in steps:
                 posts = self.postprocessors if self.config.eval.postprocess else PostprocessChain()
@@ -114,10 +129,26 @@ class Runner:
                 self.predict_samples()
         except BaseException as exc:
             error = exc
+            discard_if_unused(self.directory, run.run_dir)  # a refused run leaves no folder
             raise
         finally:
             hook.on_run_end(run=run, summary=summary, error=error)
         return summary
+
+    def resumes(self) -> bool:
+        """Whether training continues the run in the folder (from its ``last.pt``)."""
+        return (
+            self.directory.continues
+            and "train" in self.config.run.steps
+            and self.config.train.resume
+        )
+
+    def write_config(self) -> None:
+        """The resolved config, as ``config.json`` and ``config.toml``."""
+        if self.run.is_main:
+            config = self.config.to_dict()
+            write_text_atomically(self.run.run_dir / "config.json", json.dumps(config, indent=2))
+            write_text_atomically(self.run.run_dir / "config.toml", dump_toml(config))
 
     def training_data(self) -> tuple[TrainingSet, ShardSampler, DataLoader]:
         """The augmented training split, this process's sampler and their DataLoader."""
@@ -145,7 +176,9 @@ class Runner:
         )
         out_dir = run.run_dir / "predictions"
         if cfg.predict.images:
-            items = [(Path(p).stem, read_image(p), None) for p in cfg.predict.images]
+            paths = [Path(p) for p in cfg.predict.images]
+            names = unique_stems(paths)  # a/x.png and b/x.png: two panels, not one
+            items = [(names[p], read_image(p), None) for p in paths]
         else:
             val = self.splits.val
             samples = [val[i] for i in range(min(cfg.predict.samples, len(val)))]
@@ -166,12 +199,21 @@ def seed_everything(seed: int) -> None:
 
 
 def run_config(
-    config: Config, run_dir: Path | None, plugins: Plugins, console: Console | None = None
+    config: Config,
+    run_dir: Path | None,
+    plugins: Plugins,
+    console: Console | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Run a config end to end; returns the final summary (empty without evaluation)."""
+    """Run a config end to end; returns the final summary (empty without evaluation).
+
+    ``run_dir`` is used as :mod:`segkit.train.run_dir` says: ``overwrite`` replaces a
+    run in it, ``resume`` requires one to continue.
+    """
     started = time.perf_counter()
     try:
-        runner = Runner(config, run_dir, plugins, console)
+        runner = Runner(config, run_dir, plugins, console, overwrite, resume)
         summary = runner.execute()
     finally:
         leave_process_group()
