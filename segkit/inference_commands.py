@@ -42,7 +42,7 @@ def add_inference_commands(sub: Any) -> None:
         help="images of one size predicted together (default 4)",
     )
     _add_device_arg(p)
-    _add_overwrite_arg(p, "files in --out")
+    _add_overwrite_arg(p, "existing files in --out")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset split")
@@ -78,7 +78,7 @@ def add_inference_commands(sub: Any) -> None:
         help="write the metrics as JSON, in the format of a run's summary.json",
     )
     _add_device_arg(p)
-    _add_overwrite_arg(p, "the --json file")
+    _add_overwrite_arg(p, "an existing --json file")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("export", help="export a checkpoint's network to ONNX or TorchScript")
@@ -111,7 +111,7 @@ def add_inference_commands(sub: Any) -> None:
         action="store_true",
         help="skip running the exported file against PyTorch",
     )
-    _add_overwrite_arg(p, "the --out file")
+    _add_overwrite_arg(p, "an existing --out file")
     p.set_defaults(func=cmd_export)
 
 
@@ -159,7 +159,7 @@ def _add_overwrite_arg(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help=f"replace existing {what} (never an input of the command)",
+        help=f"replace {what} (never an input of the command)",
     )
 
 
