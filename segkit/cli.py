@@ -14,7 +14,7 @@ from rich.text import Text
 
 from segkit.core.config import Config, load_config
 from segkit.core.errors import SegkitError
-from segkit.core.manager import DISABLE_ENV, Plugins, get_plugins
+from segkit.core.manager import DISABLE_ENV, Plugins, check_disable_names, get_plugins
 from segkit.inference_commands import add_inference_commands
 
 console = Console()
@@ -280,6 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.disable_plugin:
         os.environ[DISABLE_ENV] = ",".join(filter(None, [previous, *args.disable_plugin]))
     try:
+        check_disable_names(args.disable_plugin)
         return args.func(args)
     except SegkitError as exc:
         if args.debug:
