@@ -193,14 +193,13 @@ def _wrong_arguments(manager: pluggy.PluginManager, exc: pluggy.PluginValidation
     """pluggy's three-line complaint about a hook function's arguments, as one sentence."""
     text = str(exc)
     hook = re.search(r"for hook '(\w+)'", text)
-    definition = re.search(r"hookimpl definition: (.+)", text)
+    arguments = re.search(r"hookimpl definition: \w+(\(.*\))", text)
     caller = getattr(manager.hook, hook.group(1), None) if hook else None
-    if caller is None or caller.spec is None or definition is None:
+    if caller is None or caller.spec is None or arguments is None:
         return text.replace("\n", "; ")
-    expected = ", ".join(caller.spec.argnames)
     return (
-        f"its hook {definition.group(1)} takes arguments segkit does not pass; "
-        f"'{caller.name}' passes ({expected}), by name: rename the arguments to match"
+        f"its {caller.name} takes {arguments.group(1)}, but segkit passes "
+        f"({', '.join(caller.spec.argnames)}) by name; rename the arguments to match"
     )
 
 
