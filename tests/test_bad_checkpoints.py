@@ -152,9 +152,10 @@ def command(name: str, checkpoint: Path, folder: Path) -> list[str]:
 
 
 ALL = [*EDITS, *FILES]
-#: ``summary`` describes a network: it reads the config and classes, never the weights.
-SUMMARY = [k for k in ALL if not k.startswith(("weight", "no-weights", "version", "newer"))]
-SUMMARY += ["version-as-text", "newer-version"]
+#: ``summary`` describes a network: it checks the weights' types but never loads them;
+#: a file cut short is no zip archive any more, so it reads it as a config (tested there).
+NOT_SUMMARY = ("weight-missing", "weight-of-another-shape", "empty", "truncated")
+SUMMARY = [kind for kind in ALL if kind not in NOT_SUMMARY]
 
 
 @pytest.mark.parametrize("kind", ALL)
@@ -172,8 +173,6 @@ def test_inference_commands_refuse_a_bad_checkpoint(name, kind, good_checkpoint,
 @pytest.mark.parametrize("kind", SUMMARY)
 def test_summary_refuses_a_bad_checkpoint(kind, good_checkpoint, workspace, capsys):
     bad, message = write_bad(kind, good_checkpoint, workspace)
-    if kind in ("empty", "truncated"):
-        pytest.skip("not a zip archive any more: read as a config, which has its own tests")
     before = folder_hashes(workspace)
     assert main(command("summary", bad, workspace)) == 2
     assert message in one_error_line(capsys)
