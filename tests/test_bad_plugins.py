@@ -334,7 +334,7 @@ class ToyHead(nn.Module):
         super().__init__()
         self.classify = nn.Conv2d(8, num_classes + (mode == "extra-class"), 1)
         self.mode = mode
-        self.stride, self.offset = (8 if mode == "wrong-stride" else 4), 0
+        self.stride, self.offset = (2 if mode == "wrong-stride" else 4), 0
         if mode == "no-stride":
             del self.stride
 
@@ -429,8 +429,8 @@ VIOLATIONS = {
     ("head", "a-tuple"): "plugin acme's head 'toy_head' returns a tuple, not N×C×H×W class scores",
     ("head", "no-stride"): "plugin acme's head 'toy_head' declares stride None and offset 0; "
     "a head needs the attributes stride",
-    ("head", "wrong-stride"): "plugin acme's head 'toy_head' declares stride 8 (offset 0) for "
-    "its scores but returns a 17×24 map",
+    ("head", "wrong-stride"): "plugin acme's head 'toy_head' declares stride 2 (offset 0) but "
+    "returns 17×24 scores for a 67×93 image, which then lie over [0, 32], not over [0, 66]",
     ("upsampler", "half-size"): "plugin acme's upsampler 'toy_up' returns a tensor of shape "
     "1×5×33×46 where 1×5×67×93 is due",
 }

@@ -179,7 +179,7 @@ def _check_scores(scores: Any, head: nn.Module, num_classes: int, owner: PartOwn
             f"returns scores of shape {_shape(scores)} for one image and {num_classes} "
             f"classes; expected 1×{num_classes}×H×W"
         )
-    _check_placement(scores, head.stride, head.offset, "its scores", owner)
+    _check_coverage(scores, head.stride, head.offset, owner)
 
 
 def _check_same_shape(output: Any, expected: tuple[int, ...], owner: PartOwner) -> None:
@@ -201,6 +201,23 @@ def _check_placement(
             f"declares stride {stride} (offset {offset}) for {what} but returns a "
             f"{got[0]}×{got[1]} map for a {size} image, where that stride means about {about}"
         )
+
+
+def _check_coverage(scores: Tensor, stride: int, offset: float, owner: PartOwner) -> None:
+    """Score pixels reach the image's first and last pixel to within one stride.
+
+    Heads may crop or pad (FCN's do), so only coverage is the contract, as in
+    :class:`segkit.testing.HeadConformance`.
+    """
+    for count, length in zip(scores.shape[-2:], DRY_RUN_SIZE, strict=True):
+        first, last = offset, offset + stride * (count - 1)
+        if not (first < stride and last > length - 1 - stride):
+            size = "×".join(str(d) for d in DRY_RUN_SIZE)
+            raise owner.fault(
+                f"declares stride {stride} (offset {offset}) but returns "
+                f"{scores.shape[-2]}×{scores.shape[-1]} scores for a {size} image, which "
+                f"then lie over [{first:g}, {last:g}], not over [0, {length - 1}]"
+            )
 
 
 def _describe(value: Any) -> str:
