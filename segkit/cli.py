@@ -14,7 +14,7 @@ from rich.text import Text
 
 from segkit.core.config import Config, load_config
 from segkit.core.errors import SegkitError
-from segkit.core.manager import DISABLE_ENV, Plugins, get_plugins
+from segkit.core.manager import DISABLE_ENV, Plugins, check_disable_names, get_plugins
 from segkit.core.outputs import storage_error
 from segkit.inference_commands import add_inference_commands
 
@@ -179,11 +179,23 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
+    from segkit.model.checkpoint import (
+        check_model_state,
+        is_checkpoint_file,
+        load_checkpoint,
+        stored_config,
+    )
     from segkit.model.summary import print_summary
 
     registry = plugins_for(args).registry
-    config = load_config(args.config, args.overrides, registry=registry)
-    print_summary(config, args.input, console, registry, args.num_classes)
+    if is_checkpoint_file(args.config):  # the model a checkpoint holds
+        state = check_model_state(load_checkpoint(args.config), args.config)
+        config = stored_config(state, args.config, registry, args.overrides)
+        classes = args.num_classes or state["num_classes"]
+    else:
+        config = load_config(args.config, args.overrides, registry=registry)
+        classes = args.num_classes
+    print_summary(config, args.input, console, registry, classes)
     return 0
 
 
@@ -248,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("summary", help="per-module output shapes and parameter counts")
     _add_config_args(p)
+    p.description = "CONFIG may also be a checkpoint (.pt): the model it holds is described."
     p.add_argument("--input", default="3x375x500", help="input size CxHxW (default 3x375x500)")
     p.add_argument(
         "--num-classes",
@@ -297,6 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.disable_plugin:
         os.environ[DISABLE_ENV] = ",".join(filter(None, [previous, *args.disable_plugin]))
     try:
+        check_disable_names(args.disable_plugin)
         return args.func(args)
     except SegkitError as exc:
         if args.debug:

@@ -370,4 +370,5 @@ def test_segkit_plugins_warning_is_one_line(typo_plugin_installed, capsys):
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 1, lines
     assert lines[0].startswith("warning: plugin 'typo' failed: ")
-    assert lines[0].endswith("register_upsamplers)")  # the whole status, hooks listed last
+    assert "register_upsamplers); it is skipped" in lines[0]  # the whole status, hooks listed
+    assert lines[0].endswith("(--disable-plugin typo silences this)")

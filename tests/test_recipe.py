@@ -360,13 +360,17 @@ def read_metrics(run_dir) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+class Crash(BaseException):
+    """Beyond ``Exception``, as a crash is: run-event hooks' own errors do not stop a run."""
+
+
 class StopAfterFirstEpoch:
     """A run-event plugin that ends the run once epoch 1 is checkpointed, as a crash would."""
 
     @hookimpl
     def on_epoch_end(self, run, epoch, metrics):
         if epoch == 1:
-            raise RuntimeError("stopped after epoch 1")
+            raise Crash("stopped after epoch 1")
 
 
 def test_a_resumed_run_continues_the_same_schedule_and_loss_weights(tmp_path):
@@ -375,7 +379,7 @@ def test_a_resumed_run_continues_the_same_schedule_and_loss_weights(tmp_path):
     whole, split = tmp_path / "whole", tmp_path / "split"
     console = Console(file=io.StringIO())
     run_config(config, whole, load_plugins(), console)
-    with pytest.raises(RuntimeError, match="stopped after epoch 1"):
+    with pytest.raises(Crash, match="stopped after epoch 1"):
         run_config(config, split, load_plugins(extra=(StopAfterFirstEpoch(),)), console)
     frequencies = json.loads((split / "class_frequencies.json").read_text())
     assert len(read_metrics(split)) == 1

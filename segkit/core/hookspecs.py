@@ -118,6 +118,12 @@ def register_augmentations(register: Register) -> None:
     """
 
 
+# Run events observe a run.  One that raises is reported once (a warning naming the
+# plugin) and the plugin's run events are skipped from then on, so that a broken logger
+# never costs the training it logs; raise a segkit.SegkitError to stop the run on
+# purpose (see segkit/core/events.py).
+
+
 @hookspec
 def on_run_start(run: Run) -> None:
     """A run begins: ``run.config``, ``run.run_dir``, ``run.class_names`` are set."""

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
@@ -13,7 +15,15 @@ import pluggy
 
 from segkit.core import hookspecs
 from segkit.core.errors import PluginError, did_you_mean
-from segkit.core.registry import KINDS, PLURAL, Register, Registry, SchemaMismatch
+from segkit.core.events import guard_run_events
+from segkit.core.registry import (
+    KINDS,
+    PLURAL,
+    NameTaken,
+    Register,
+    Registry,
+    SchemaMismatch,
+)
 
 ENTRY_POINT_GROUP = "segkit"
 DISABLE_ENV = "SEGKIT_DISABLE_PLUGINS"
@@ -50,6 +60,8 @@ class Plugins:
     manager: pluggy.PluginManager
     registry: Registry
     infos: list[PluginInfo] = field(default_factory=list)
+    #: Plugins whose run-event hook raised, with the hook and the error (see events.py).
+    event_failures: dict[str, str] = field(default_factory=dict)
 
     @property
     def hook(self) -> pluggy.HookRelay:
@@ -68,6 +80,23 @@ def _distribution(ep: EntryPoint) -> tuple[str, str]:
 
 def _disabled_from_env() -> set[str]:
     return {name.strip() for name in os.environ.get(DISABLE_ENV, "").split(",") if name.strip()}
+
+
+def installed_plugin_names() -> list[str]:
+    """The entry-point names of the installed plugins, built-in and third-party."""
+    return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
+
+
+def check_disable_names(names: Iterable[str], option: str = "--disable-plugin") -> None:
+    """A plugin named to be disabled must exist: a typo would leave the broken one loaded."""
+    installed = installed_plugin_names()
+    for name in names:
+        if name not in installed:
+            raise PluginError(
+                f"{option} '{name}': no plugin of that name is installed"
+                f"{did_you_mean(name, installed)} (installed: {', '.join(installed)}; "
+                f"'segkit plugins' lists them)"
+            )
 
 
 def load_plugins(disable: set[str] | frozenset[str] = frozenset(), extra: tuple = ()) -> Plugins:
@@ -97,17 +126,28 @@ def load_plugins(disable: set[str] | frozenset[str] = frozenset(), extra: tuple 
         if ep.name in disable:
             plugins.infos.append(PluginInfo(ep.name, dist, version, "disabled"))
             continue
+        if dist == BUILTIN_DISTRIBUTION:
+            registry.builtin_plugins.add(ep.name)
         try:
             module = ep.load()
         except Exception as exc:  # a broken third-party plugin must not take segkit down
-            why = f"failed: {type(exc).__name__}: {exc}".splitlines()[0]
-            plugins.infos.append(PluginInfo(ep.name, dist, version, why))
+            plugins.infos.append(_failed(ep.name, dist, version, _first_line(exc)))
             continue
         _register(plugins, ep.name, module, dist, version)
     for index, module in enumerate(extra):
         name = getattr(module, "__name__", f"extra{index}")
         _register(plugins, name, module, "(direct)", "")
     return plugins
+
+
+def _first_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+def _failed(name: str, dist: str, version: str, why: str) -> PluginInfo:
+    """A plugin that did not load: why, and how to stop hearing about it."""
+    status = f"failed: {why}; it is skipped (--disable-plugin {name} silences this)"
+    return PluginInfo(name, dist, version, status)
 
 
 def _register(plugins: Plugins, name: str, module: object, dist: str, version: str) -> None:
@@ -117,8 +157,13 @@ def _register(plugins: Plugins, name: str, module: object, dist: str, version: s
         manager.register(module, name=name)
     except ValueError as exc:
         raise PluginError(f"plugin '{name}' could not be registered: {exc}") from exc
+    except pluggy.PluginValidationError as exc:  # a hook function with the wrong arguments
+        if manager.is_registered(module):
+            manager.unregister(name=name)
+        plugins.infos.append(_failed(name, dist, version, _wrong_arguments(manager, exc)))
+        return
     except PluginError as exc:
-        plugins.infos.append(PluginInfo(name, dist, version, f"failed: {exc}"))
+        plugins.infos.append(_failed(name, dist, version, str(exc)))
         return
     try:
         _check_hook_names(manager, name)
@@ -126,21 +171,36 @@ def _register(plugins: Plugins, name: str, module: object, dist: str, version: s
             hook = getattr(manager.hook, f"register_{PLURAL[kind]}")
             impls = [impl for impl in hook.get_hookimpls() if impl.plugin_name == name]
             for impl in impls:
-                impl.function(register=Register(registry, kind, name))
+                given = {"register": Register(registry, kind, name)}
+                impl.function(**{arg: given[arg] for arg in impl.argnames})
     except PluginError as exc:
-        if not isinstance(exc, SchemaMismatch | _UnknownHook):
-            raise  # two plugins registering one name: the user must choose
+        if not isinstance(exc, SchemaMismatch | NameTaken | _UnknownHook):
+            raise  # two third-party plugins registering one name: the user must choose
         manager.unregister(name=name)
         registry.remove_plugin(name)
-        plugins.infos.append(PluginInfo(name, dist, version, f"failed: {exc}"))
+        plugins.infos.append(_failed(name, dist, version, str(exc)))
         return
     except Exception as exc:
         manager.unregister(name=name)
         registry.remove_plugin(name)
-        why = f"failed: {type(exc).__name__}: {exc}".splitlines()[0]
-        plugins.infos.append(PluginInfo(name, dist, version, why))
+        plugins.infos.append(_failed(name, dist, version, _first_line(exc)))
         return
+    guard_run_events(manager, name, plugins.event_failures)
     plugins.infos.append(PluginInfo(name, dist, version))
+
+
+def _wrong_arguments(manager: pluggy.PluginManager, exc: pluggy.PluginValidationError) -> str:
+    """pluggy's three-line complaint about a hook function's arguments, as one sentence."""
+    text = str(exc)
+    hook = re.search(r"for hook '(\w+)'", text)
+    arguments = re.search(r"hookimpl definition: \w+(\(.*\))", text)
+    caller = getattr(manager.hook, hook.group(1), None) if hook else None
+    if caller is None or caller.spec is None or arguments is None:
+        return text.replace("\n", "; ")
+    return (
+        f"its {caller.name} takes {arguments.group(1)}, but segkit passes "
+        f"({', '.join(caller.spec.argnames)}) by name; rename the arguments to match"
+    )
 
 
 class _UnknownHook(PluginError):

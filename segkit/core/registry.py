@@ -195,6 +195,7 @@ class Register:
         help: str = "",
     ) -> None:
         where = f"plugin '{self._plugin}': {self._kind} '{name}'"
+        check_registration(name, factory, params, help, where)
         described = tuple(match_signature(factory, params, CONTEXT[self._kind], where))
         self._registry.add(
             Component(self._kind, name, factory, described, help.strip(), self._plugin)
@@ -203,6 +204,52 @@ class Register:
 
 class SchemaMismatch(PluginError):
     """A plugin's ``Param`` list does not describe its factory."""
+
+
+def check_registration(name: Any, factory: Any, params: Any, help: Any, where: str) -> None:
+    """What a plugin hands ``register`` has the types the hook documents.
+
+    A plugin is written against the documentation, not checked by a type checker:
+    ``params="depth"`` or a list of dicts would otherwise fail later, far from the
+    plugin, as an internal error of whichever command first reads the description.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise SchemaMismatch(f"{where}: the name must be a non-empty string, got {name!r}")
+    if not callable(factory):
+        raise SchemaMismatch(f"{where}: the factory must be callable, got {type(factory).__name__}")
+    if not isinstance(help, str):
+        raise SchemaMismatch(f"{where}: help must be a string, got {type(help).__name__}")
+    if isinstance(params, str | Param) or not isinstance(params, Sequence):
+        raise SchemaMismatch(
+            f"{where}: params must be a list of segkit.Param, got {type(params).__name__}; "
+            f"write params=[Param(...), ...]"
+        )
+    for index, param in enumerate(params):
+        if not isinstance(param, Param):
+            raise SchemaMismatch(
+                f"{where}: params[{index}] is {type(param).__name__} {param!r:.40}, not a "
+                f"segkit.Param; write Param(name, type, default, help)"
+            )
+        if not isinstance(param.name, str) or not param.name.isidentifier():
+            raise SchemaMismatch(
+                f"{where}: params[{index}] has the name {param.name!r}; a Param's name is "
+                f"its factory's keyword argument"
+            )
+        if not _is_param_type(param.type):
+            raise SchemaMismatch(
+                f"{where}: Param '{param.name}' has the type {param.type!r}, which is not a "
+                f"type; use bool, int, float, str, X | None, Literal[...] or list[X]"
+            )
+
+
+def _is_param_type(tp: Any) -> bool:
+    """Whether ``tp`` is a type :class:`Param` can check values against."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return True
+    if origin in (typing.Union, types.UnionType, list, tuple):
+        return all(a is Ellipsis or _is_param_type(a) for a in typing.get_args(tp))
+    return isinstance(tp, type)
 
 
 def match_signature(
@@ -276,6 +323,10 @@ def _quoted(names: Sequence[str]) -> str:
     return ", ".join(f"'{n}'" for n in names)
 
 
+class NameTaken(PluginError):
+    """A third-party plugin registers a name a built-in plugin provides."""
+
+
 @dataclass
 class Registry:
     """All registered names, by hook point."""
@@ -283,10 +334,22 @@ class Registry:
     components: dict[str, dict[str, Component]] = field(
         default_factory=lambda: {kind: {} for kind in KINDS}
     )
+    #: Plugins shipped with segkit: tested by segkit itself, so their parts skip the
+    #: contract checks third-party parts get (see :mod:`segkit.model.contracts`).
+    builtin_plugins: set[str] = field(default_factory=set)
+
+    def is_builtin(self, component: Component) -> bool:
+        return component.plugin in self.builtin_plugins
 
     def add(self, component: Component) -> None:
         table = self.components[component.kind]
         existing = table.get(component.name)
+        if existing is not None and self.is_builtin(existing) and not self.is_builtin(component):
+            # The built-in keeps its name: a third-party plugin cannot break what works.
+            raise NameTaken(
+                f"it registers {component.kind} '{component.name}', which segkit's built-in "
+                f"plugin '{existing.plugin}' already provides; the plugin must choose another name"
+            )
         if existing is not None:
             raise PluginError(
                 f"{component.kind} '{component.name}' is registered by both plugin "

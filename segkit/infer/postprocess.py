@@ -21,6 +21,7 @@ from torch import Tensor
 
 from segkit.core.errors import DataError
 from segkit.infer.device import ensure_memory
+from segkit.model.contracts import check_postprocessed
 
 if TYPE_CHECKING:
     from segkit.core.config import Part
@@ -72,12 +73,12 @@ class PostprocessChain:
     def each(self, probs: Tensor, images: Tensor) -> Iterator[tuple[str, Tensor]]:
         """Yield ``(name, probs)`` after each step, for scoring every stage of the chain."""
         for name, postprocessor in self.steps:
-            probs = postprocessor(probs, images)
+            probs = check_postprocessed(name, postprocessor(probs, images), probs)
             yield name, probs
 
     def __call__(self, probs: Tensor, images: Tensor) -> Tensor:
-        for _, postprocessor in self.steps:
-            probs = postprocessor(probs, images)
+        for name, postprocessor in self.steps:
+            probs = check_postprocessed(name, postprocessor(probs, images), probs)
         return probs
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +12,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from segkit.core.config import Config, apply_overrides, config_from_dict
-from segkit.core.errors import CheckpointError, ConfigError, DataError
+from segkit.core.config import Config
+from segkit.core.errors import DataError
 from segkit.core.manager import default_registry
 from segkit.core.registry import Registry
 from segkit.data.files import read_image
@@ -23,7 +22,12 @@ from segkit.infer.device import resolve_device
 from segkit.infer.inference import InferenceSettings, predict_probs
 from segkit.infer.postprocess import PostprocessChain
 from segkit.model.assembly import build_model
-from segkit.model.checkpoint import load_checkpoint
+from segkit.model.checkpoint import (
+    check_model_state,
+    load_checkpoint,
+    load_weights,
+    stored_config,
+)
 
 
 class Prediction(NamedTuple):
@@ -89,28 +93,12 @@ class Segmenter:
         ``overrides`` (``"predict.tta=true"`` ...) change the stored config first.
         """
         registry = default_registry(registry)
-        state = load_checkpoint(path)
-        try:
-            raw = apply_overrides(copy.deepcopy(state["config"]), overrides)
-        except KeyError:
-            raise CheckpointError(
-                f"{path}: it stores no config; use a checkpoint of a run"
-            ) from None
-        try:
-            config = config_from_dict(raw, registry=registry)
-        except ConfigError as exc:
-            if overrides:
-                raise
-            raise CheckpointError(f"{path}: its stored config is not usable here ({exc})") from None
+        state = check_model_state(load_checkpoint(path), path)
+        config = stored_config(state, path, registry, overrides)
         torch_device = resolve_device(device)
         model = build_model(config, state["num_classes"], registry)
-        try:
-            model.load_state_dict(state["model"])
-        except RuntimeError as exc:
-            raise CheckpointError(
-                f"{path}: weights do not match the model its config describes "
-                f"({str(exc).splitlines()[0][:100]})"
-            ) from None
+        problem = f"{path}: weights do not match the model its config describes"
+        load_weights(model, state, problem, "use a last.pt or best.pt as segkit wrote it")
         return cls(
             model.to(torch_device),
             config,

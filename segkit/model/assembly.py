@@ -10,6 +10,13 @@ from segkit.core.config import CRF_LAYER_PARAMS, Config, DataConfig, Part
 from segkit.core.errors import ConfigError
 from segkit.core.registry import Registry
 from segkit.data import IMAGENET_MEAN, IMAGENET_STD
+from segkit.model.contracts import (
+    PartOwner,
+    check_head_geometry,
+    declared_features,
+    dry_run,
+    needs_dry_run,
+)
 from segkit.model.geometry import BackboneInfo
 
 
@@ -62,6 +69,9 @@ def build_model_from_parts(
 ) -> SegmentationModel:
     """Build a model from part descriptions; errors name the part and the fix.
 
+    Parts from third-party plugins are checked against the hook contract by a dry run
+    on a small image (:mod:`segkit.model.contracts`) before the model is returned.
+
     ``crf`` names a post-processor that offers a trainable layer, with its parameters
     and the layer's keys; the layer compares the colours of the images, which it
     receives normalised with ``image_mean`` and ``image_std`` (unset: the backbone's
@@ -69,25 +79,35 @@ def build_model_from_parts(
     """
     if num_classes < 2:
         raise ConfigError(f"model.num_classes must be at least 2, got {num_classes}")
-    backbone_module = registry.get("backbone", backbone.name).build(params=backbone.params)
+    owners = {
+        "backbone": PartOwner(registry.get("backbone", backbone.name)),
+        "head": PartOwner(registry.get("head", head.name)),
+        "upsampler": PartOwner(registry.get("upsampler", upsampler.name)),
+    }
+    backbone_module = owners["backbone"].component.build(params=backbone.params)
     info = BackboneInfo(
         name=backbone.name,
-        features=dict(backbone_module.feature_info),
+        features=declared_features(backbone_module, owners["backbone"]),
         spare_weights=getattr(backbone_module, "spare_weights", {}),
     )
-    head_module = registry.get("head", head.name).build(info, num_classes, params=head.params)
+    head_module = owners["head"].component.build(info, num_classes, params=head.params)
+    check_head_geometry(head_module, owners["head"])
     # Pretrained tensors the head took over are not needed any more.
     if hasattr(backbone_module, "spare_weights"):
         backbone_module.spare_weights = {}
-    upsampler_module = registry.get("upsampler", upsampler.name).build(
+    upsampler_module = owners["upsampler"].component.build(
         num_classes, head_module.stride, head_module.offset, params=upsampler.params
     )
     crf_layer = None
     if crf is not None:
+        owners["crf"] = PartOwner(registry.get("postprocessor", crf.name))
         mean = image_mean or getattr(backbone_module, "mean", IMAGENET_MEAN)
         std = image_std or getattr(backbone_module, "std", IMAGENET_STD)
         crf_layer = _build_crf_layer(registry, crf, num_classes, mean, std)
-    return SegmentationModel(backbone_module, head_module, upsampler_module, crf_layer)
+    model = SegmentationModel(backbone_module, head_module, upsampler_module, crf_layer)
+    if needs_dry_run(owners, registry.builtin_plugins):
+        dry_run(model, owners, num_classes)
+    return model
 
 
 def _build_crf_layer(

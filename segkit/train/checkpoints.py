@@ -17,7 +17,13 @@ from torch import nn
 
 from segkit.core.errors import CheckpointError
 from segkit.model.assembly import SegmentationModel
-from segkit.model.checkpoint import load_checkpoint, save_checkpoint
+from segkit.model.checkpoint import (
+    check_model_state,
+    check_resume_state,
+    load_checkpoint,
+    load_weights,
+    save_checkpoint,
+)
 from segkit.train.context import Run
 
 
@@ -54,7 +60,7 @@ class RunCheckpoints:
         path = self.run.run_dir / "last.pt"
         if not (self.run.config.train.resume and path.exists()):
             return None
-        state = load_checkpoint(path)
+        state = check_resume_state(load_checkpoint(path), path)
         load_resumed_weights(self.model, state, path)
         return state
 
@@ -63,7 +69,11 @@ class RunCheckpoints:
         for name in ("best.pt", "last.pt"):
             path = self.run.run_dir / name
             if path.exists():
-                unwrap(self.model).load_state_dict(load_checkpoint(path)["model"])
+                state = check_model_state(load_checkpoint(path), path)
+                problem = f"{path} does not match this config's model"
+                load_weights(
+                    unwrap(self.model), state, problem, "give --run-dir of a run of this config"
+                )
                 return
         raise CheckpointError(
             f"{self.run.run_dir} holds no best.pt or last.pt to evaluate or predict with; "

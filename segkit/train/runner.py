@@ -35,7 +35,7 @@ from segkit.infer.device import Precision, resolve_device
 from segkit.infer.postprocess import PostprocessChain
 from segkit.infer.segmenter import Segmenter
 from segkit.model.assembly import build_model
-from segkit.model.checkpoint import load_checkpoint
+from segkit.model.checkpoint import check_resume_state, load_checkpoint
 from segkit.report import write_prediction
 from segkit.train.checkpoints import RunCheckpoints, load_resumed_weights, unwrap
 from segkit.train.context import Run
@@ -86,7 +86,7 @@ class Runner:
         self.model = model
         if self.resumes():
             last = self.directory.path / "last.pt"
-            load_resumed_weights(model, load_checkpoint(last), last)
+            load_resumed_weights(model, check_resume_state(load_checkpoint(last), last), last)
         self.postprocessors = PostprocessChain.from_parts(config.postprocessors, registry)
         # Every process must write to (and resume from) the same folder: rank 0 makes it.
         made = str(self.directory.create()) if processes.is_main else ""
