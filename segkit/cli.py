@@ -33,8 +33,13 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _load(args: argparse.Namespace) -> Config:
-    return load_config(args.config, args.overrides, registry=plugins_for(args).registry)
+def _load_runnable(args: argparse.Namespace, plugins: Plugins) -> Config:
+    """The config as ``segkit run`` checks it: ``segkit config`` refuses the same configs."""
+    from segkit.train.preflight import check_config
+
+    config = load_config(args.config, args.overrides, registry=plugins.registry)
+    check_config(config, plugins.registry)
+    return config
 
 
 def plugins_for(args: argparse.Namespace) -> Plugins:
@@ -50,7 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from segkit.train import run_config
 
     plugins = plugins_for(args)
-    config = load_config(args.config, args.overrides, registry=plugins.registry)
+    config = _load_runnable(args, plugins)
     if args.resume and args.run_dir is None:
         args.run_dir = _latest_run_dir(config.name)
     run_config(config, args.run_dir, plugins, console)
@@ -167,7 +172,8 @@ def _plugins_markdown(plugins: Plugins) -> str:
 def cmd_config(args: argparse.Namespace) -> int:
     from segkit.core.config import dump_toml
 
-    console.print(dump_toml(_load(args).to_dict()), markup=False, highlight=False)
+    config = _load_runnable(args, plugins_for(args))
+    console.print(dump_toml(config.to_dict()), markup=False, highlight=False)
     return 0
 
 

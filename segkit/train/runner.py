@@ -37,6 +37,7 @@ from segkit.train.checkpoints import RunCheckpoints, unwrap
 from segkit.train.context import Run, default_run_dir, prepare_output_dir
 from segkit.train.distributed import Processes, leave_process_group
 from segkit.train.evaluation import Evaluator
+from segkit.train.preflight import check_config
 from segkit.train.trainer import Trainer
 
 
@@ -170,6 +171,7 @@ def run_config(
 ) -> dict[str, Any]:
     """Run a config end to end; returns the final summary (empty without evaluation)."""
     started = time.perf_counter()
+    check_config(config, plugins.registry)
     try:
         runner = Runner(config, run_dir, plugins, console)
         summary = runner.execute()
