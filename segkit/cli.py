@@ -178,7 +178,10 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
+    from segkit.inference_commands import check_flags
     from segkit.model.summary import print_summary
+
+    check_flags(args, num_classes="--num-classes")
 
     registry = plugins_for(args).registry
     config = load_config(args.config, args.overrides, registry=registry)

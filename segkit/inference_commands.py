@@ -159,7 +159,29 @@ def _add_device_arg(parser: argparse.ArgumentParser) -> None:
 
 def _inference_settings(args: argparse.Namespace, options: Any, base: Any) -> Any:
     """``base`` settings with --tta/--tile/--overlap applied (``options``: the config section)."""
+    check_flags(args, tile="--tile", overlap="--overlap")
     return base.override(options, tta=args.tta, tile=args.tile, overlap=args.overlap)
+
+
+#: The config key whose range each numeric flag shares.
+FLAG_RANGES = {
+    "tile": "eval.tile",
+    "overlap": "eval.tile_overlap",
+    "max_images": "eval.max_images",
+    "batch_size": "eval.batch_size",
+    "num_classes": "model.num_classes",
+}
+
+
+def check_flags(args: argparse.Namespace, **flags: str) -> None:
+    """Check the given flags (attribute name -> flag) against their config key's range,
+    so that a mistake names the flag the user typed, not a key they never wrote."""
+    from segkit.core.ranges import RANGES
+
+    for name, flag in flags.items():
+        value = getattr(args, name, None)
+        if value is not None:
+            RANGES[FLAG_RANGES[name]].check(value, flag)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -170,6 +192,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from segkit.report import progress_display, write_prediction
     from segkit.train import prepare_output_dir
 
+    check_flags(args, tile="--tile", overlap="--overlap", batch_size="--batch-size")
     plugins = plugins_for(args)
     paths = collect_images(args.images)
     segmenter = Segmenter.from_checkpoint(args.checkpoint, args.device, plugins.registry)
@@ -224,6 +247,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     plugins = plugins_for(args)
     registry = plugins.registry
     overrides = list(args.overrides)
+    check_flags(args, max_images="--max-images", tile="--tile", overlap="--overlap")
     if args.max_images is not None:
         overrides.append(f"eval.max_images={args.max_images}")
     if args.json is not None:
