@@ -189,10 +189,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from segkit.data import read_image
     from segkit.infer import Segmenter
     from segkit.infer.batch import batches_by_size, collect_images, unique_stems
+    from segkit.infer.device import resolve_device
     from segkit.report import progress_display, write_prediction
     from segkit.train import prepare_output_dir
 
     check_flags(args, tile="--tile", overlap="--overlap", batch_size="--batch-size")
+    resolve_device(args.device, what="--device")
     plugins = plugins_for(args)
     paths = collect_images(args.images)
     segmenter = Segmenter.from_checkpoint(args.checkpoint, args.device, plugins.registry)
@@ -247,7 +249,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     plugins = plugins_for(args)
     registry = plugins.registry
     overrides = list(args.overrides)
+    from segkit.infer.device import resolve_device
+
     check_flags(args, max_images="--max-images", tile="--tile", overlap="--overlap")
+    resolve_device(args.device, what="--device")
     if args.max_images is not None:
         overrides.append(f"eval.max_images={args.max_images}")
     if args.json is not None:

@@ -17,7 +17,14 @@ from segkit.core.upgrade import upgrade
 
 def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
     """Apply ``key.path=value`` overrides (values in TOML syntax; bare words are strings)."""
+    if isinstance(overrides, str | bytes):
+        raise ConfigError(
+            f"overrides must be a list of 'key=value' strings, got the string {overrides!r}; "
+            f"wrap it in a list"
+        )
     for item in overrides:
+        if not isinstance(item, str):
+            raise ConfigError(f"an override must be a 'key=value' string, got {item!r}")
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set '{item}': expected key=value, e.g. --set train.epochs=5")
