@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from segkit.core.errors import ConfigError, DataError, SegkitError
+from segkit.infer.budget import MAX_MEGAPIXELS
 
 
 def add_inference_commands(sub: Any) -> None:
@@ -32,6 +33,14 @@ def add_inference_commands(sub: Any) -> None:
         "--save-probs",
         action="store_true",
         help="also write the class probabilities as NAME_probs.npy (float16, C×H×W)",
+    )
+    p.add_argument(
+        "--max-megapixels",
+        type=float,
+        default=MAX_MEGAPIXELS,
+        metavar="MP",
+        help="refuse larger images unless tiled and without the CRF: a whole-image pass and "
+        f"the dense CRF grow with the pixels (default {MAX_MEGAPIXELS:g})",
     )
     p.add_argument(
         "--batch-size",
@@ -200,6 +209,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     segmenter = Segmenter.from_checkpoint(args.checkpoint, args.device, plugins.registry)
     segmenter.inference = _inference_settings(args, segmenter.config.predict, segmenter.inference)
     segmenter.inference.check(segmenter.model)
+    _check_image_sizes(paths, segmenter, args, err_console)
     prepare_output_dir(args.out, "--out")
     if args.postprocess and not segmenter.postprocessors:
         err_console.print("[yellow]note:[/] the checkpoint's config has no post-processors")
@@ -230,6 +240,33 @@ def cmd_predict(args: argparse.Namespace) -> int:
         soft_wrap=True,
     )
     return 0
+
+
+def _check_image_sizes(
+    paths: list[Path], segmenter: Any, args: argparse.Namespace, out: Any
+) -> None:
+    """Refuse images too large for one go before any work, and say what a large one costs."""
+    from segkit.core.ranges import Range
+    from segkit.infer.budget import DEFAULT_CRF_ITERATIONS, Work, check_size, header_size
+
+    Range(0, integer=False, low_open=True).check(args.max_megapixels, "--max-megapixels")
+    refined = bool(args.postprocess and segmenter.postprocessors)
+    iterations = [
+        int(part.params.get("iterations", DEFAULT_CRF_ITERATIONS))
+        for part in segmenter.config.postprocessors
+    ]
+    work = Work(
+        whole_image_pass=segmenter.inference.tiling is None,
+        crf_iterations=max(iterations, default=DEFAULT_CRF_ITERATIONS) if refined else None,
+        classes=len(segmenter.class_names),
+    )
+    alternatives = ("--tile 512 (the network in windows)",) if work.whole_image_pass else ()
+    alternatives += ("--no-crf",) if refined else ()
+    for path in paths:
+        width, height = header_size(path)
+        note = check_size(str(path), width, height, work, args.max_megapixels, alternatives)
+        if note:
+            out.print(note, markup=False, highlight=False, soft_wrap=True)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
