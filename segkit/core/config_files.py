@@ -117,7 +117,7 @@ def read_config(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, An
     if not isinstance(base, str):
         raise ConfigError(f'{path}: base must be a path string, e.g. base = "../base.toml"')
     base_path = path.parent / base
-    if not base_path.is_file():
+    if not base_path.exists():
         raise ConfigError(f"{path}: its base {base_path} does not exist; fix the 'base' path")
     inherited = read_config(base_path, (*_chain, resolved))
     inherited.pop("name", None)  # the name is the run folder's: each file has its own
