@@ -195,6 +195,7 @@ def check_flags(args: argparse.Namespace, **flags: str) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from segkit.cli import console, err_console, plugins_for
+    from segkit.core.ranges import Range
     from segkit.data import read_image
     from segkit.infer import Segmenter
     from segkit.infer.batch import batches_by_size, collect_images, unique_stems
@@ -203,6 +204,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from segkit.train import prepare_output_dir
 
     check_flags(args, tile="--tile", overlap="--overlap", batch_size="--batch-size")
+    Range(0, integer=False, low_open=True).check(args.max_megapixels, "--max-megapixels")
     resolve_device(args.device, what="--device")
     plugins = plugins_for(args)
     paths = collect_images(args.images)
@@ -246,10 +248,8 @@ def _check_image_sizes(
     paths: list[Path], segmenter: Any, args: argparse.Namespace, out: Any
 ) -> None:
     """Refuse images too large for one go before any work, and say what a large one costs."""
-    from segkit.core.ranges import Range
     from segkit.infer.budget import DEFAULT_CRF_ITERATIONS, Work, check_size, header_size
 
-    Range(0, integer=False, low_open=True).check(args.max_megapixels, "--max-megapixels")
     refined = bool(args.postprocess and segmenter.postprocessors)
     iterations = [
         int(part.params.get("iterations", DEFAULT_CRF_ITERATIONS))
