@@ -34,8 +34,13 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _load(args: argparse.Namespace) -> Config:
-    return load_config(args.config, args.overrides, registry=plugins_for(args).registry)
+def _load_runnable(args: argparse.Namespace, plugins: Plugins) -> Config:
+    """The config as ``segkit run`` checks it: ``segkit config`` refuses the same configs."""
+    from segkit.train.preflight import check_config
+
+    config = load_config(args.config, args.overrides, registry=plugins.registry)
+    check_config(config, plugins.registry)
+    return config
 
 
 def plugins_for(args: argparse.Namespace) -> Plugins:
@@ -52,8 +57,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     plugins = plugins_for(args)
     # --resume asks to continue: it wins over a config's train.resume = false
-    overrides = [*args.overrides, "train.resume=true"] if args.resume else args.overrides
-    config = load_config(args.config, overrides, registry=plugins.registry)
+    if args.resume:
+        args.overrides = [*args.overrides, "train.resume=true"]
+    config = _load_runnable(args, plugins)
     if args.resume and args.run_dir is None:
         args.run_dir = _latest_run_dir(config.name)
     run_config(config, args.run_dir, plugins, console, args.overwrite, args.resume)
@@ -174,11 +180,13 @@ def _plugins_markdown(plugins: Plugins) -> str:
 def cmd_config(args: argparse.Namespace) -> int:
     from segkit.core.config import dump_toml
 
-    console.print(dump_toml(_load(args).to_dict()), markup=False, highlight=False)
+    config = _load_runnable(args, plugins_for(args))
+    console.print(dump_toml(config.to_dict()), markup=False, highlight=False)
     return 0
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
+    from segkit.inference_commands import check_flags
     from segkit.model.checkpoint import (
         check_model_state,
         is_checkpoint_file,
@@ -186,6 +194,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
         stored_config,
     )
     from segkit.model.summary import print_summary
+
+    check_flags(args, num_classes="--num-classes")
 
     registry = plugins_for(args).registry
     if is_checkpoint_file(args.config):  # the model a checkpoint holds

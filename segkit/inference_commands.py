@@ -9,6 +9,7 @@ from typing import Any
 
 from segkit.core.errors import ConfigError, DataError, SegkitError
 from segkit.core.outputs import check_outputs, is_read_only, write_text_atomically
+from segkit.infer.budget import MAX_MEGAPIXELS
 
 
 def add_inference_commands(sub: Any) -> None:
@@ -33,6 +34,14 @@ def add_inference_commands(sub: Any) -> None:
         "--save-probs",
         action="store_true",
         help="also write the class probabilities as NAME_probs.npy (float16, C×H×W)",
+    )
+    p.add_argument(
+        "--max-megapixels",
+        type=float,
+        default=MAX_MEGAPIXELS,
+        metavar="MP",
+        help="refuse larger images unless tiled and without the CRF: a whole-image pass and "
+        f"the dense CRF grow with the pixels (default {MAX_MEGAPIXELS:g})",
     )
     p.add_argument(
         "--batch-size",
@@ -171,17 +180,44 @@ def _add_device_arg(parser: argparse.ArgumentParser) -> None:
 
 def _inference_settings(args: argparse.Namespace, options: Any, base: Any) -> Any:
     """``base`` settings with --tta/--tile/--overlap applied (``options``: the config section)."""
+    check_flags(args, tile="--tile", overlap="--overlap")
     return base.override(options, tta=args.tta, tile=args.tile, overlap=args.overlap)
+
+
+#: The config key whose range each numeric flag shares.
+FLAG_RANGES = {
+    "tile": "eval.tile",
+    "overlap": "eval.tile_overlap",
+    "max_images": "eval.max_images",
+    "batch_size": "eval.batch_size",
+    "num_classes": "model.num_classes",
+}
+
+
+def check_flags(args: argparse.Namespace, **flags: str) -> None:
+    """Check the given flags (attribute name -> flag) against their config key's range,
+    so that a mistake names the flag the user typed, not a key they never wrote."""
+    from segkit.core.ranges import RANGES
+
+    for name, flag in flags.items():
+        value = getattr(args, name, None)
+        if value is not None:
+            RANGES[FLAG_RANGES[name]].check(value, flag)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from segkit.cli import console, err_console, plugins_for
+    from segkit.core.ranges import Range
     from segkit.data import read_image
     from segkit.infer import Segmenter
     from segkit.infer.batch import batches_by_size, collect_images, unique_stems
+    from segkit.infer.device import resolve_device
     from segkit.report import prediction_paths, progress_display, write_prediction
     from segkit.train import prepare_output_dir
 
+    check_flags(args, tile="--tile", overlap="--overlap", batch_size="--batch-size")
+    Range(0, integer=False, low_open=True).check(args.max_megapixels, "--max-megapixels")
+    resolve_device(args.device, what="--device")
     plugins = plugins_for(args)
     paths = collect_images(args.images)
     names = unique_stems(paths)
@@ -194,6 +230,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     segmenter = Segmenter.from_checkpoint(args.checkpoint, args.device, plugins.registry)
     segmenter.inference = _inference_settings(args, segmenter.config.predict, segmenter.inference)
     segmenter.inference.check(segmenter.model)
+    _check_image_sizes(paths, segmenter, args, err_console)
     prepare_output_dir(args.out, "--out")
     if args.postprocess and not segmenter.postprocessors:
         err_console.print("[yellow]note:[/] the checkpoint's config has no post-processors")
@@ -225,6 +262,31 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_image_sizes(
+    paths: list[Path], segmenter: Any, args: argparse.Namespace, out: Any
+) -> None:
+    """Refuse images too large for one go before any work, and say what a large one costs."""
+    from segkit.infer.budget import DEFAULT_CRF_ITERATIONS, Work, check_size, header_size
+
+    refined = bool(args.postprocess and segmenter.postprocessors)
+    iterations = [
+        int(part.params.get("iterations", DEFAULT_CRF_ITERATIONS))
+        for part in segmenter.config.postprocessors
+    ]
+    work = Work(
+        whole_image_pass=segmenter.inference.tiling is None,
+        crf_iterations=max(iterations, default=DEFAULT_CRF_ITERATIONS) if refined else None,
+        classes=len(segmenter.class_names),
+    )
+    alternatives = ("--tile 512 (the network in windows)",) if work.whole_image_pass else ()
+    alternatives += ("--no-crf",) if refined else ()
+    for path in paths:
+        width, height = header_size(path)
+        note = check_size(str(path), width, height, work, args.max_megapixels, alternatives)
+        if note:
+            out.print(note, markup=False, highlight=False, soft_wrap=True)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     import time
 
@@ -242,6 +304,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     plugins = plugins_for(args)
     registry = plugins.registry
     overrides = list(args.overrides)
+    from segkit.infer.device import resolve_device
+
+    check_flags(args, max_images="--max-images", tile="--tile", overlap="--overlap")
+    resolve_device(args.device, what="--device")
     if args.max_images is not None:
         overrides.append(f"eval.max_images={args.max_images}")
     if args.json is not None:

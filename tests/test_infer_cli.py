@@ -85,7 +85,10 @@ def test_predict_a_glob_with_tta_and_tiles(checkpoint, photos, tmp_path, registr
         (["{photos}/*.jpg"], ["no file matches", "*.jpg"]),
         (["{photos}/missing.png"], ["image not found"]),
         (["{photos}", "--tile", "4"], ["smaller than the model's output stride 8"]),
-        (["{photos}", "--tile", "64", "--overlap", "0.95"], ["overlap must lie in [0, 0.9]"]),
+        (
+            ["{photos}", "--tile", "64", "--overlap", "0.95"],
+            ["--overlap must be a finite number in [0, 0.9]"],
+        ),
     ],
     ids=["empty-folder", "glob-matches-nothing", "missing-file", "tile-below-stride", "overlap"],
 )
@@ -144,7 +147,7 @@ def test_eval_without_the_crf(crf_checkpoint, tmp_path):
         (["--json", "{tmp}"], ["--json", "is a folder"]),
         (["--data-root", "{tmp}"], ["--data-root", "'synthetic' has no root folder"]),
         (["--tile", "2"], ["smaller than the model's output stride"]),
-        (["--overlap", "1.5"], ["overlap must lie in [0, 0.9]"]),
+        (["--overlap", "1.5"], ["--overlap must be a finite number in [0, 0.9]"]),
         (["--split", "tset"], ["tset"]),
     ],
     ids=["json-folder-missing", "json-is-folder", "data-root", "tile", "overlap", "split"],

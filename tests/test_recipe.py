@@ -331,7 +331,7 @@ def test_unknown_recipe_names_exit_2_with_a_suggestion(tmp_path, capsys, overrid
     ("override", "message"),
     [
         ("train.loss=[{name='cross_entropy', class_weights=[1.0, 2.0]}]", "has 2 values"),
-        ("train.loss=[{name='dice', weight=-1.0}]", "weight must be finite and >= 0"),
+        ("train.loss=[{name='dice', weight=-1.0}]", "weight must be a finite number >= 0"),
         ("train.schedule={name='step', every=100000}", "outside the run's"),
         ("train.optimizer={name='sgd', momentum=1.5}", "momentum must be in [0.0, 1.0), got 1.5"),
     ],
@@ -399,7 +399,11 @@ def test_iterations_set_the_length_whatever_the_dataset_size(tmp_path, capsys):
     code = main(
         ["run", str(config), "--run-dir", str(tmp_path / "r2"), "--set", "train.iterations=0"]
     )
-    assert code == 2 and "train.iterations must be at least 1, got 0" in capsys.readouterr().err
+    assert (
+        code == 2
+        and "train.iterations must be an integer >= 1 (leave it out to train by epochs), got 0"
+        in capsys.readouterr().err
+    )
 
 
 def test_a_variant_naming_another_part_replaces_the_bases_parameters(tmp_path):

@@ -17,8 +17,8 @@ from segkit import ConfigError, Param, hookimpl
 def _check(name: str, key: str, value: float, low: float, high: float | None = None) -> None:
     ok = value >= low and (high is None or value < high)
     if not ok:
-        bounds = f"[{low}, {high})" if high is not None else f">= {low}"
-        raise ConfigError(f"optimizer '{name}': {key} must be in {bounds}, got {value}")
+        bounds = f"in [{low}, {high})" if high is not None else f">= {low}"
+        raise ConfigError(f"optimizer '{name}': {key} must be {bounds}, got {value}")
 
 
 def sgd(

@@ -38,7 +38,9 @@ def step(
         raise ConfigError(f"schedule 'step': gamma must be in (0, 1], got {gamma}")
     steps = [every] if every is not None else list(milestones or [])
     for at in steps:
-        if at < 1 or at >= total_iterations:
+        if at < 1:
+            raise ConfigError(f"schedule 'step': steps must be at iteration 1 or later, got {at}")
+        if at >= total_iterations:
             raise ConfigError(
                 f"schedule 'step': a step at iteration {at} is outside the run's "
                 f"{total_iterations} iterations; give steps between 1 and "

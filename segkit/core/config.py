@@ -36,6 +36,7 @@ from segkit.core.config_files import (  # noqa: F401  (re-exported: the config A
 )
 from segkit.core.errors import ConfigError, PluginError, did_you_mean
 from segkit.core.outputs import check_plain_name
+from segkit.core.ranges import check_ranges
 from segkit.core.registry import Param, Registry
 from segkit.core.upgrade import upgrade, upgrade_recipe
 
@@ -280,6 +281,7 @@ def _parse_section(cls: type, table: Any, where: str, registry: Registry | None)
         if hint == Part | None and value is None:  # a checkpoint's config keeps the None
             values[name] = None
         elif hint is Part or hint == Part | None:
+            value = _with_default_name(value, f)
             extra = _PART_EXTRA.get(name, ())
             values[name] = _parse_part(value, f"{where}.{name}", _PART_KIND[name], registry, extra)
         elif typing.get_origin(hint) is list and typing.get_args(hint)[0] in (Part, LossTerm):
@@ -290,6 +292,15 @@ def _parse_section(cls: type, table: Any, where: str, registry: Registry | None)
             help_text = f.metadata.get("help", "")
             values[name] = Param(name, hint, None, help_text).check(value, where)
     return cls(**values)
+
+
+def _with_default_name(table: Any, f: dataclasses.Field) -> Any:
+    """A part's table without ``name`` sets parameters of the default part: ``--set
+    train.optimizer.momentum=0.99`` tunes the default SGD."""
+    if not isinstance(table, Mapping) or "name" in table:
+        return table
+    default = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+    return {"name": default.name, **table} if isinstance(default, Part) else table
 
 
 def _parse_parts(
@@ -342,7 +353,9 @@ def config_from_dict(
                 f"run.steps: unknown step '{step}'{did_you_mean(step, _RUN_STEPS)} "
                 f"(steps: {', '.join(_RUN_STEPS)})"
             )
-    return Config(**parsed, name=check_plain_name(str(raw.get("name", name)), "name"))
+    config = Config(**parsed, name=check_plain_name(str(raw.get("name", name)), "name"))
+    check_ranges(config)
+    return config
 
 
 def load_config(

@@ -5,6 +5,7 @@ What the values mean and how they are validated is :mod:`segkit.core.config`'s.
 
 from __future__ import annotations
 
+import stat
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -16,7 +17,14 @@ from segkit.core.upgrade import upgrade
 
 def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
     """Apply ``key.path=value`` overrides (values in TOML syntax; bare words are strings)."""
+    if isinstance(overrides, str | bytes):
+        raise ConfigError(
+            f"overrides must be a list of 'key=value' strings, got the string {overrides!r}; "
+            f"wrap it in a list"
+        )
     for item in overrides:
+        if not isinstance(item, str):
+            raise ConfigError(f"an override must be a 'key=value' string, got {item!r}")
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set '{item}': expected key=value, e.g. --set train.epochs=5")
@@ -40,17 +48,57 @@ def parse_value(text: str) -> Any:
         return text
 
 
+#: The largest config file segkit reads: configs are a few KiB, so anything bigger is
+#: not one, and reading it whole would only fill the memory.
+MAX_CONFIG_BYTES = 2**20
+
+
 def read_toml(path: str | Path) -> dict[str, Any]:
+    """A TOML file as a mapping; a missing, special, huge or malformed file is one error."""
     path = Path(path)
+    _check_config_file(path)
     try:
         with path.open("rb") as f:
-            return tomllib.load(f)
+            data = f.read(MAX_CONFIG_BYTES + 1)  # bounded: a file may grow while read
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
     except IsADirectoryError:
         raise ConfigError(f"config path is a folder, not a TOML file: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path} ({exc.strerror}); check the path") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise _too_big(path)
+    try:
+        return tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}; fix the syntax") from None
+
+
+def _check_config_file(path: Path) -> None:
+    """Refuse what is not a small regular file before opening it: opening a FIFO waits
+    for a writer, and a device such as /dev/zero never ends."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path} ({exc.strerror}); check the path") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"config path is a folder, not a TOML file: {path}")
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(
+            f"config {path} is not a regular file (a device, pipe or socket); save the config "
+            f"as a TOML file and give its path"
+        )
+    if info.st_size > MAX_CONFIG_BYTES:
+        raise _too_big(path)
+
+
+def _too_big(path: Path) -> ConfigError:
+    return ConfigError(
+        f"config {path} is larger than {MAX_CONFIG_BYTES // 2**20} MiB, which no segkit config "
+        f"is; check that the path names the TOML config"
+    )
 
 
 def read_config(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -69,7 +117,7 @@ def read_config(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, An
     if not isinstance(base, str):
         raise ConfigError(f'{path}: base must be a path string, e.g. base = "../base.toml"')
     base_path = path.parent / base
-    if not base_path.is_file():
+    if not base_path.exists():
         raise ConfigError(f"{path}: its base {base_path} does not exist; fix the 'base' path")
     inherited = read_config(base_path, (*_chain, resolved))
     inherited.pop("name", None)  # the name is the run folder's: each file has its own

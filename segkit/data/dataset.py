@@ -230,6 +230,13 @@ def build_dataset(
     registry: Registry,
 ) -> SegmentationDataset:
     """Build the registered dataset ``name`` for ``split`` with validated ``params``."""
+    if not isinstance(split, str):
+        raise ConfigError(f"dataset '{name}': split must be a name such as 'val', got {split!r}")
+    if params is not None and not isinstance(params, Mapping):
+        raise ConfigError(
+            f"dataset '{name}': params must be a mapping of parameter names to values, "
+            f"got {type(params).__name__}"
+        )
     component = registry.get("dataset", name)
     dataset = component.build(split, params=params)
     if not isinstance(dataset, SegmentationDataset):

@@ -14,17 +14,22 @@ from segkit.core.errors import ConfigError, DataError, SegkitError
 MEMORY_HEADROOM = 0.9
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` picks CUDA when present; each ``torchrun`` process takes its own GPU."""
+def resolve_device(name: str, local_rank: int = 0, what: str = "train.device") -> torch.device:
+    """``auto`` picks CUDA when present; each ``torchrun`` process takes its own GPU.
+
+    ``what`` names the setting in messages: a config key, a flag or an argument.
+    """
+    if not isinstance(name, str):
+        raise SegkitError(f"{what} must be a device name such as 'cpu', got {name!r}")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise SegkitError(f"train.device: unknown device '{name}'; use auto, cpu or cuda") from None
+        raise SegkitError(f"{what}: unknown device '{name}'; use auto, cpu or cuda") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise SegkitError("train.device is 'cuda' but no GPU is visible; use device = 'auto'")
+            raise SegkitError(f"{what} is '{name}' but no GPU is visible; use auto or cpu")
         if device.index is None:
             device = torch.device("cuda", local_rank)
     return device

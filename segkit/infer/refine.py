@@ -22,7 +22,15 @@ from PIL import Image, UnidentifiedImageError
 from segkit.core.config import parse_value
 from segkit.core.errors import ConfigError, DataError
 from segkit.core.outputs import check_outputs, write_bytes_atomically
+from segkit.core.ranges import Range
 from segkit.core.registry import Registry
+from segkit.infer.budget import (
+    DEFAULT_CRF_ITERATIONS,
+    MAX_MEGAPIXELS,
+    Work,
+    check_size,
+    header_size,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -67,6 +75,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="densecrf (pydensecrf, default) or densecrf_torch (PyTorch)",
     )
     parser.add_argument(
+        "--max-megapixels",
+        type=float,
+        default=MAX_MEGAPIXELS,
+        metavar="MP",
+        help=f"refuse larger images: the CRF's memory and time grow with the pixels "
+        f"(default {MAX_MEGAPIXELS:g})",
+    )
+    parser.add_argument(
         "--gt-prob",
         type=float,
         default=0.7,
@@ -106,8 +122,11 @@ def run(args: argparse.Namespace, registry: Registry) -> int:
     reads them.
     """
     import torch
+    from rich.console import Console
 
     from segkit.infer.postprocess import build_postprocessor
+
+    err_console = Console(stderr=True)
 
     component = registry.get("postprocessor", args.postprocessor)
     own = {p.name for p in component.params}
@@ -116,26 +135,25 @@ def run(args: argparse.Namespace, registry: Registry) -> int:
     component.bind(params)  # an unknown option or a wrong type fails before any work
     if not 0 < args.gt_prob < 1:
         raise ConfigError(f"--gt-prob must lie strictly between 0 and 1, got {args.gt_prob}")
+    Range(0, integer=False, low_open=True).check(args.max_megapixels, "--max-megapixels")
     out_format = image_format(args.out)
-    image = read_rgb(args.image, "image")
-    annotation = read_rgb(args.labels, "labels")
     check_outputs([args.out], [args.image, args.labels], getattr(args, "overwrite", False))
-    if image.shape != annotation.shape:
-        raise DataError(
-            f"{args.labels} is {_size(annotation)} but {args.image} is {_size(image)}; "
-            f"the annotation must have the photograph's size"
-        )
+    width, height = _same_size(args.image, args.labels)
+    annotation = read_rgb(args.labels, "labels")
     colors, labels, has_unknown = split_colors(annotation)
-    if len(colors) < 2:
-        found = "no labelled pixels" if not len(colors) else f"a single label colour {colors[0]}"
-        raise DataError(
-            f"{args.labels} has {found}; mark at least two classes in different colours "
-            f"(black means unknown)"
-        )
+    check_label_colours(args.labels, colors)
+    work = Work(False, params.get("iterations", DEFAULT_CRF_ITERATIONS), len(colors))
+    note = check_size(
+        str(args.image), width, height, work, args.max_megapixels, ("downscale the images",)
+    )
+    if note:
+        err_console.print(note, markup=False, highlight=False, soft_wrap=True)
+    image = read_rgb(args.image, "image")
     probs = probabilities_from_labels(labels, len(colors), args.gt_prob, has_unknown)
     postprocessor = build_postprocessor(args.postprocessor, registry, **params)
     images = torch.from_numpy(image).permute(2, 0, 1)[None]
-    refined = postprocessor(probs, images)
+    with err_console.status(f"refining {width}×{height} with {args.postprocessor}"):
+        refined = postprocessor(probs, images)
     result = colors[refined[0].argmax(0).cpu().numpy()]
     buffer = io.BytesIO()
     Image.fromarray(result).save(buffer, format=out_format)
@@ -160,6 +178,38 @@ def image_format(path: Path) -> str:
             f"use a .png path (lossless, as labels need)"
         )
     return known[suffix]
+
+
+#: The most colours a label image may have: more are a photograph's or a JPEG's.
+MAX_LABEL_COLOURS = 64
+
+
+def check_label_colours(path: Path, colors: np.ndarray) -> None:
+    """Refuse an annotation that cannot be a label image: too few or too many colours."""
+    if len(colors) < 2:
+        found = "no labelled pixels" if not len(colors) else f"a single label colour {colors[0]}"
+        raise DataError(
+            f"{path} has {found}; mark at least two classes in different colours "
+            f"(black means unknown)"
+        )
+    if len(colors) > MAX_LABEL_COLOURS:
+        raise DataError(
+            f"{path} has {len(colors)} colours, more than the {MAX_LABEL_COLOURS} classes a label "
+            f"image may have: it looks like a photograph or a JPEG-compressed annotation (JPEG "
+            f"blurs the edges between colours); save the annotation as a PNG with one exact "
+            f"colour per class"
+        )
+
+
+def _same_size(image: Path, labels: Path) -> tuple[int, int]:
+    """The photograph's (width, height), from the headers: the annotation must match it."""
+    size, label_size = header_size(image, "image"), header_size(labels, "labels")
+    if size != label_size:
+        raise DataError(
+            f"{labels} is {label_size[0]}×{label_size[1]} but {image} is {size[0]}×{size[1]}; "
+            f"the annotation must have the photograph's size"
+        )
+    return size
 
 
 def read_rgb(path: Path, what: str) -> np.ndarray:
@@ -207,7 +257,3 @@ def probabilities_from_labels(
     if has_unknown:
         probs[:, ~known] = 1.0 / classes
     return probs[None]
-
-
-def _size(array: np.ndarray) -> str:
-    return f"{array.shape[1]}×{array.shape[0]}"

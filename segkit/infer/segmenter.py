@@ -13,7 +13,7 @@ from PIL import Image
 from torch import nn
 
 from segkit.core.config import Config
-from segkit.core.errors import DataError
+from segkit.core.errors import ConfigError, DataError
 from segkit.core.manager import default_registry
 from segkit.core.registry import Registry
 from segkit.data.files import read_image
@@ -95,7 +95,7 @@ class Segmenter:
         registry = default_registry(registry)
         state = check_model_state(load_checkpoint(path), path)
         config = stored_config(state, path, registry, overrides)
-        torch_device = resolve_device(device)
+        torch_device = resolve_device(device, what="device")
         model = build_model(config, state["num_classes"], registry)
         problem = f"{path}: weights do not match the model its config describes"
         load_weights(model, state, problem, "use a last.pt or best.pt as segkit wrote it")
@@ -120,6 +120,13 @@ class Segmenter:
         tta: bool | None = None,
     ) -> list[PredictionPair]:
         """Raw and (with ``postprocess``) post-processed predictions of images of one size."""
+        if not isinstance(images, list | tuple) or not images:
+            raise DataError(
+                f"predict_batch takes a non-empty list of images, got {_describe(images)}; "
+                f"use predict for one image"
+            )
+        _check_switch(postprocess, "postprocess")
+        _check_switch(tta, "tta", may_be_none=True)
         arrays = [_as_array(image) for image in images]
         if len({a.shape for a in arrays}) > 1:
             raise DataError("predict_batch takes images of one size; predict others one by one")
@@ -165,8 +172,35 @@ def _as_array(image: np.ndarray | str | Path | Image.Image) -> np.ndarray:
     if isinstance(image, str | Path):
         return read_image(image)
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
+        image = np.asarray(image.convert("RGB"))
+    return check_image_array(image)
+
+
+def check_image_array(image: object, what: str = "image") -> np.ndarray:
+    """``image`` when it is an H×W×3 uint8 RGB array with pixels, else a :class:`DataError`
+    saying what it is instead and how to convert it."""
+    expected = f"{what} must be an H×W×3 uint8 RGB array (or a path or PIL image)"
+    if not isinstance(image, np.ndarray):
+        raise DataError(f"{expected}, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        shape = "×".join(map(str, image.shape)) or "a scalar"
+        raise DataError(
+            f"{expected}, got shape {shape} of {image.dtype}; convert it, e.g. "
+            f"np.asarray(PIL.Image.open(path).convert('RGB'))"
+        )
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise DataError(f"{what} is empty ({image.shape[1]}×{image.shape[0]} pixels)")
     return image
+
+
+def _check_switch(value: object, name: str, may_be_none: bool = False) -> None:
+    if not isinstance(value, bool) and not (may_be_none and value is None):
+        allowed = "True, False or None" if may_be_none else "True or False"
+        raise ConfigError(f"{name} must be {allowed}, got {value!r}")
+
+
+def _describe(value: object) -> str:
+    return "an empty list" if isinstance(value, list | tuple) else type(value).__name__
 
 
 def _prediction(probs: torch.Tensor) -> Prediction:

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from segkit.core.config import CRF_LAYER_PARAMS, Config, DataConfig, Part
 from segkit.core.errors import ConfigError
+from segkit.core.ranges import RANGES
 from segkit.core.registry import Registry
 from segkit.data import IMAGENET_MEAN, IMAGENET_STD
 from segkit.model.contracts import (
@@ -131,7 +132,14 @@ def _build_crf_layer(
 
 def build_model(config: Config, num_classes: int | None, registry: Registry) -> SegmentationModel:
     """Build the model a config describes (``num_classes`` defaults to the config's)."""
-    classes = num_classes or config.model.num_classes
+    if not isinstance(config, Config):
+        raise ConfigError(
+            f"build_model takes a segkit Config (from segkit.load_config), got "
+            f"{type(config).__name__}"
+        )
+    if num_classes is not None:
+        RANGES["model.num_classes"].check(num_classes, "num_classes")
+    classes = config.model.num_classes if num_classes is None else num_classes
     if classes is None:
         raise ConfigError(
             "model.num_classes is not set; set it in [model] or let the dataset provide it"

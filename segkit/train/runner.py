@@ -41,6 +41,7 @@ from segkit.train.checkpoints import RunCheckpoints, load_resumed_weights, unwra
 from segkit.train.context import Run
 from segkit.train.distributed import Processes, leave_process_group
 from segkit.train.evaluation import Evaluator
+from segkit.train.preflight import check_config
 from segkit.train.run_dir import discard_if_unused, plan_run_directory
 from segkit.train.trainer import Trainer
 
@@ -212,6 +213,7 @@ def run_config(
     run in it, ``resume`` requires one to continue.
     """
     started = time.perf_counter()
+    check_config(config, plugins.registry)
     try:
         runner = Runner(config, run_dir, plugins, console, overwrite, resume)
         summary = runner.execute()

@@ -1,0 +1,159 @@
+"""Bad data and flags for predict, eval, refine and summary: one line naming the flag or
+the file, exit 2, and nothing written."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segkit.cli import main
+from segkit.infer.budget import MAX_MEGAPIXELS, Work, check_size, crf_cost
+from segkit.infer.refine import MAX_LABEL_COLOURS
+
+from .infer_fixtures import random_image, tiny_checkpoint
+from .test_bad_configs import folder_digest, one_error_line
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, registry):
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt"), registry)
+
+
+@pytest.fixture
+def photo(tmp_path):
+    path = tmp_path / "photo.png"
+    Image.fromarray(random_image(40, 56)).save(path)
+    return path
+
+
+def sparse_png(path, width: int, height: int) -> None:
+    """A PNG of ``width``×``height`` whose pixels are never decoded by a size check."""
+    Image.new("RGB", (width, height)).save(path, compress_level=1)
+
+
+@pytest.mark.parametrize(
+    ("flags", "fragment"),
+    [
+        (["--tile", "-1"], "--tile must be an integer >= 0 (0: the whole image in one pass)"),
+        (["--overlap", "2"], "--overlap must be a finite number in [0, 0.9], got 2.0"),
+        (["--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),
+        (["--device", "gpu7"], "--device: unknown device 'gpu7'"),
+        (["--max-megapixels", "0"], "--max-megapixels must be a finite number > 0"),
+    ],
+)
+def test_predict_flags_are_named(checkpoint, photo, tmp_path, capsys, flags, fragment):
+    before = folder_digest(tmp_path)
+    out = tmp_path / "out"
+    assert main(["predict", str(checkpoint), str(photo), "--out", str(out), *flags]) == 2
+    assert fragment in one_error_line(capsys)
+    assert not out.exists() and folder_digest(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    ("flags", "fragment"),
+    [
+        (["--max-images", "0"], "--max-images must be an integer >= 1"),
+        (["--max-images", "-1"], "--max-images must be an integer >= 1"),
+        (["--tile", "-8"], "--tile must be an integer >= 0"),
+        (["--device", "tpu"], "--device: unknown device 'tpu'"),
+    ],
+)
+def test_eval_flags_are_named(checkpoint, tmp_path, capsys, flags, fragment):
+    before = folder_digest(tmp_path)
+    assert main(["eval", str(checkpoint), "--json", str(tmp_path / "m.json"), *flags]) == 2
+    line = one_error_line(capsys)
+    assert fragment in line and "eval." not in line  # the flag, not a key never written
+    assert folder_digest(tmp_path) == before
+
+
+def test_summary_num_classes_flag_is_named(tmp_path, capsys):
+    from .tiny import write_tiny_config
+
+    config = write_tiny_config(tmp_path)
+    assert main(["summary", str(config), "--num-classes", "0"]) == 2
+    assert "--num-classes must be an integer in [2, 255]" in one_error_line(capsys)
+
+
+def test_predict_refuses_a_huge_image_before_any_work(checkpoint, tmp_path, capsys):
+    big = tmp_path / "big.png"
+    sparse_png(big, 5000, 4000)  # 20 MP: over the default limit for a whole-image pass
+    before = folder_digest(tmp_path)
+    out = tmp_path / "out"
+    assert main(["predict", str(checkpoint), str(big), "--out", str(out)]) == 2
+    line = one_error_line(capsys)
+    assert f"big.png is 5000×4000 (20.0 MP), over the {MAX_MEGAPIXELS:g} MP limit" in line
+    assert "--tile 512" in line and "--max-megapixels 20" in line
+    assert not out.exists() and folder_digest(tmp_path) == before
+
+
+def test_tiling_lifts_the_limit_of_a_whole_image_pass(checkpoint, tmp_path, capsys):
+    big = tmp_path / "big.png"
+    sparse_png(big, 400, 300)
+    out = tmp_path / "out"
+    argv = ["predict", str(checkpoint), str(big), "--out", str(out), "--max-megapixels", "0.1"]
+    assert main(argv) == 2
+    assert "over the 0.1 MP limit for a whole-image pass" in one_error_line(capsys)
+    assert main([*argv, "--tile", "256"]) == 0
+    assert "big_mask.png" in {p.name for p in out.iterdir()}
+
+
+def test_a_large_image_is_noted_with_the_crf_estimate():
+    work = Work(whole_image_pass=False, crf_iterations=10, classes=21)
+    note = check_size("x.jpg", 6000, 4000, work, limit=30)
+    assert note is not None and note.startswith("note: x.jpg is 6000×4000 (24.0 MP): the dense CRF")
+    assert "GiB" in note and check_size("x.jpg", 640, 480, work) is None
+    assert check_size("x.jpg", 6000, 4000, Work(False, None, 21)) is None  # tiled, no CRF
+
+
+def test_crf_estimate_grows_with_pixels_and_classes():
+    small, big = crf_cost(10**6, 5, 5), crf_cost(24 * 10**6, 5, 5)
+    assert big[0] == 24 * small[0] and big[1] == pytest.approx(24 * small[1])
+    assert crf_cost(10**6, 10, 5)[0] > small[0]
+
+
+# --- refine: annotations that cannot be label images, images too large ---
+
+
+def halves(tmp_path, height: int = 24, width: int = 32):
+    photo = random_image(height, width)
+    labels = np.zeros((height, width, 3), np.uint8)
+    labels[:, : width // 2] = (255, 0, 0)
+    labels[:, width // 2 :] = (0, 0, 255)
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    return tmp_path / "photo.png", labels
+
+
+def test_refine_refuses_a_jpeg_compressed_annotation(tmp_path, capsys):
+    photo, labels = halves(tmp_path, 64, 96)
+    labels[20:40, 30:60] = (0, 255, 0)
+    Image.fromarray(labels).save(tmp_path / "labels.jpg", quality=60)
+    before = folder_digest(tmp_path)
+    out = tmp_path / "refined.png"
+    assert main(["refine", str(photo), str(tmp_path / "labels.jpg"), "--out", str(out)]) == 2
+    line = one_error_line(capsys)
+    assert "labels.jpg has" in line and f"more than the {MAX_LABEL_COLOURS} classes" in line
+    assert "JPEG-compressed annotation" in line and "save the annotation as a PNG" in line
+    assert not out.exists() and folder_digest(tmp_path) == before
+
+
+def test_refine_refuses_an_image_over_the_limit_with_the_estimate(tmp_path, capsys):
+    photo, labels = halves(tmp_path, 600, 1000)
+    Image.fromarray(labels).save(tmp_path / "labels.png")
+    before = folder_digest(tmp_path)
+    out = tmp_path / "refined.png"
+    argv = ["refine", str(photo), str(tmp_path / "labels.png"), "--out", str(out)]
+    assert main([*argv, "--max-megapixels", "0.5"]) == 2
+    line = one_error_line(capsys)
+    assert "photo.png is 1000×600 (0.6 MP), over the 0.5 MP limit for the dense CRF" in line
+    assert "GiB" in line and "downscale the images" in line and "--max-megapixels 1" in line
+    assert not out.exists() and folder_digest(tmp_path) == before
+
+
+def test_refine_checks_sizes_from_the_headers(tmp_path, capsys):
+    photo, labels = halves(tmp_path)
+    Image.fromarray(labels[:, :-2]).save(tmp_path / "narrow.png")
+    out = tmp_path / "refined.png"
+    assert main(["refine", str(photo), str(tmp_path / "narrow.png"), "--out", str(out)]) == 2
+    assert "narrow.png is 30×24 but" in one_error_line(capsys)
+    assert not out.exists()
