@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 
 from segkit.data.loading import to_device
 from segkit.infer.device import Precision
+from segkit.infer.finite import check_finite_scores
 from segkit.infer.inference import InferenceSettings, predict_probs
 from segkit.infer.metrics import ConfusionMatrix
 from segkit.infer.postprocess import PostprocessChain
@@ -47,6 +48,7 @@ def evaluate(
         if inference.plain:
             with precision.autocast(device):
                 logits = model(images)
+            check_finite_scores(logits, model)
         for i, (height, width) in enumerate(batch["size"]):
             if inference.plain:
                 scores = logits[i : i + 1, :, :height, :width].float()
