@@ -142,8 +142,8 @@ class Trainer:
         broken = non_finite_parameters(unwrap(self.model))
         if broken:
             raise SegkitError(
-                f"the weights became NaN or infinite ({describe_names(broken)}) by epoch "
-                f"{epoch + (not step)}, step {step or self.steps_per_epoch}; likely cause: "
+                f"the weights became NaN or infinite ({describe_names(broken)}) by "
+                f"{_position(epoch, step)}; likely cause: "
                 f"train.lr = {self.run.config.train.lr:g} is too high for this model; "
                 f"{self.what_is_kept('lower train.lr and ')}"
             )
@@ -246,10 +246,8 @@ class Trainer:
         run = self.run
         if self.saved is None:
             return f"no checkpoint was written yet: {first}start the run again"
-        epoch, step = self.saved
-        where = f"end of epoch {epoch}" if not step else f"epoch {epoch + 1}, step {step}"
         return (
-            f"the last checkpoint ({where}) is {run.run_dir / 'last.pt'}: "
+            f"the last checkpoint ({_position(*self.saved)}) is {run.run_dir / 'last.pt'}: "
             f"{first}run again with --run-dir {run.run_dir} to resume"
         )
 
@@ -310,6 +308,11 @@ class Trainer:
                 write_curves(run.history, run.run_dir / "curves.png")
             run.console.print(_epoch_line(record))
         run.plugins.hook.on_epoch_end(run=run, epoch=record["epoch"], metrics=record)
+
+
+def _position(epoch: int, step: int) -> str:
+    """A checkpoint's place in human terms: ``(epoch, step)`` counts finished epochs."""
+    return f"end of epoch {epoch}" if not step else f"epoch {epoch + 1}, step {step}"
 
 
 def _with_context(error: SegkitError, context: str) -> SegkitError:
