@@ -1,23 +1,26 @@
 """Ctrl-C (SIGINT) and SIGTERM as requests to stop, honoured promptly and safely.
 
 Inside :func:`stop_on_signals` either signal raises :class:`Interrupted` in the main
-thread at once, except inside :func:`uninterruptible` sections — an optimizer step
-with its bookkeeping, a checkpoint or an output file being written — where it waits
-for the section to end.  So an interrupt never leaves half an optimizer step or half a
-file, and the code that catches :class:`Interrupted` knows the state is consistent.
-A second signal stops at once, whatever is running.
+thread at once, except inside :func:`uninterruptible` sections — a training epoch, an
+evaluation, a checkpoint or an output file being written — where it waits: for the
+section's end, or for the next :func:`check_stop` (between two steps, two batches, two
+images).  So an interrupt never leaves half an optimizer step or half a file, never
+lands inside a DataLoader's inter-process machinery, and the code that catches
+:class:`Interrupted` knows the state is consistent.  A second signal stops at once.
 
 The command line turns :class:`Interrupted` into exit code 130 (SIGINT) or 143
-(SIGTERM).  DataLoader worker processes ignore both signals
-(:func:`ignore_stop_signals`): a Ctrl-C at the terminal reaches the whole process
-group, and the main process, not a dying worker, decides how the run ends.
+(SIGTERM).  DataLoader workers (:func:`ignore_stop_signals`) ignore Ctrl-C, which a
+terminal sends to the whole process group: the main process decides how the run ends
+and shuts them down.  A SIGTERM ends a worker quietly, so that a worker stopped with
+the main process is not reported as a crash (:func:`stoppable`).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
@@ -126,12 +129,44 @@ def uninterruptible() -> Iterator[None]:
     _STOPS.raise_pending()
 
 
+def check_stop() -> None:
+    """Raise the stop signal that is waiting, if any: call it where stopping is safe."""
+    if _STOPS.pending is not None:
+        signum, _STOPS.pending = _STOPS.pending, None
+        raise Interrupted(signum)
+
+
+def stoppable(batches: Iterable[Any]) -> Iterator[Any]:
+    """``batches`` (a DataLoader), stopping between two of them when a signal is waiting.
+
+    A worker that a SIGTERM ended while the main process was waiting for its batch
+    makes the DataLoader fail (a RuntimeError, a reset connection); with a stop
+    waiting, that failure is the stop.
+    """
+    iterator = iter(batches)
+    while True:
+        check_stop()
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except Exception:
+            check_stop()  # a worker ended by the signal that is waiting: that is the stop
+            raise
+        yield batch
+
+
 def stop_requested() -> bool:
     """Whether a stop signal arrived since the outermost :func:`stop_on_signals` began."""
     return _STOPS.received > 0
 
 
 def ignore_stop_signals(worker_id: int = 0) -> None:
-    """A DataLoader ``worker_init_fn``: workers leave SIGINT and SIGTERM to the main process."""
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)
+    """A DataLoader ``worker_init_fn``: Ctrl-C is the main process's to handle, and a
+    SIGTERM ends the worker with a success status (a crash would be reported as one)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_quietly)
+
+
+def _exit_quietly(signum: int, frame: FrameType | None) -> None:
+    os._exit(0)

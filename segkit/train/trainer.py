@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from segkit.core.errors import CheckpointError, ConfigError, SegkitError
-from segkit.core.interrupts import Interrupted, stop_on_signals, uninterruptible
+from segkit.core.interrupts import Interrupted, stop_on_signals, stoppable, uninterruptible
 from segkit.data.loading import ShardSampler, TrainingSet, to_device
 from segkit.infer.finite import describe_names, non_finite_parameters
 from segkit.report import write_curves
@@ -195,26 +195,28 @@ class Trainer:
             self.unlabelled = 0
         model.train()
         step = skip
-        try:
-            for images, masks in self.loader:
-                images, masks = to_device(images, masks, run.device, run.precision.channels_last)
-                with uninterruptible():  # a step and its bookkeeping happen whole or not at all
+        # Stops are taken between steps: never inside a step nor inside the DataLoader.
+        with uninterruptible():
+            try:
+                for images, masks in stoppable(self.loader):
+                    images, masks = to_device(
+                        images, masks, run.device, run.precision.channels_last
+                    )
                     result = self.step(model, images, masks, epoch, step)
                     step += 1
                     losses.append(result.loss)
                     self.unlabelled += result.unlabelled
-                rate = meter.add(result.images * run.processes.world)
-                lr = self.optimizer.param_groups[0]["lr"]
-                info = f"loss {result.loss:.3f}  lr {lr:.2e}  {rate:.1f} img/s"
-                progress.update(task, advance=1, info=info)
-                every = cfg.train.checkpoint_every
-                if every and step % every == 0 and step < self.steps_per_epoch:
-                    self.save_last(epoch, step, losses=losses)
-        except Interrupted as stop:
-            self.save_last(epoch, step, losses=losses)
-            raise stop.explained(
-                f"at epoch {epoch + 1}, step {step}; {self.what_is_kept()}"
-            ) from None
+                    rate = meter.add(result.images * run.processes.world)
+                    lr = self.optimizer.param_groups[0]["lr"]
+                    info = f"loss {result.loss:.3f}  lr {lr:.2e}  {rate:.1f} img/s"
+                    progress.update(task, advance=1, info=info)
+                    every = cfg.train.checkpoint_every
+                    if every and step % every == 0 and step < self.steps_per_epoch:
+                        self.save_last(epoch, step, losses=losses)
+            except Interrupted as stop:
+                self.save_last(epoch, step, losses=losses)
+                where = f"at epoch {epoch + 1}, step {step}"
+                raise stop.explained(f"{where}; {self.what_is_kept()}") from None
         progress.remove_task(task)
         return losses, meter.add(0)
 
