@@ -101,7 +101,7 @@ class Trainer:
         )
         run.history = list(state.get("history", []))
         done = run.history[:-1] if self.pending_evaluation else run.history
-        if run.is_main and sync_records(run.run_dir, done):
+        if run.is_main and "history" in state and sync_records(run.run_dir, done):
             run.log(f"metrics.jsonl restored from {run.run_dir / 'last.pt'}")
         run.log(
             f"[green]resuming[/] from {run.run_dir / 'last.pt'}: "
