@@ -319,7 +319,7 @@ def _position(epoch: int, step: int) -> str:
 
 def _with_context(error: SegkitError, context: str) -> SegkitError:
     """``error`` (of the same type where it allows) with ``context`` appended to its line."""
-    message = f"{error}; {context}"
+    message = f"{str(error).rstrip()}; {context}"  # a worker's message ends with a newline
     try:
         return type(error)(message)
     except TypeError:  # an error type with its own constructor
