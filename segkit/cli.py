@@ -14,6 +14,7 @@ from rich.text import Text
 
 from segkit.core.config import Config, load_config
 from segkit.core.errors import SegkitError
+from segkit.core.interrupts import stop_on_signals
 from segkit.core.manager import DISABLE_ENV, Plugins, check_disable_names, get_plugins
 from segkit.core.outputs import storage_error
 from segkit.inference_commands import add_inference_commands
@@ -321,15 +322,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ[DISABLE_ENV] = ",".join(filter(None, [previous, *args.disable_plugin]))
     try:
         check_disable_names(args.disable_plugin)
-        return args.func(args)
+        with stop_on_signals():
+            return args.func(args)
     except SegkitError as exc:
         if args.debug:
             raise
         err_console.print(Text.assemble(("error: ", "bold red"), one_line(exc)), soft_wrap=True)
         return 2
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
-        return 130
+    except KeyboardInterrupt as exc:  # SIGINT (130) or SIGTERM (143), see core.interrupts
+        err_console.print(Text(str(exc) or "interrupted"), soft_wrap=True)
+        return getattr(exc, "exit_code", 130)
     except Exception as exc:
         if args.debug:
             raise

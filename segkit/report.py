@@ -24,6 +24,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from segkit.core.interrupts import uninterruptible
 from segkit.core.outputs import safe_name, write_bytes_atomically
 from segkit.data.dataset import IGNORE_INDEX, voc_palette
 from segkit.infer.segmenter import PredictionPair
@@ -248,6 +249,7 @@ def legend(
     return strip
 
 
+@uninterruptible()  # a stop signal waits: no half-written picture
 def write_prediction(
     out_dir: Path,
     stem: str,

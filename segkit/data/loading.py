@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from segkit.core.interrupts import ignore_stop_signals
 from segkit.data.dataset import IGNORE_INDEX, SegmentationDataset
 from segkit.data.transforms import EvalTransform, TrainTransform, sample_seed
 
@@ -169,6 +170,13 @@ def make_loader(
     collate_fn: Callable[..., Any] | None = None,
     drop_last: bool = False,
 ) -> DataLoader:
+    """A DataLoader that leaves the global random state alone and the stop signals to
+    the main process.
+
+    By default a DataLoader draws its workers' base seed from torch's global generator
+    each time it is iterated; its own generator keeps the global sequence (dropout ...)
+    the same whether an epoch starts afresh or is resumed from a checkpoint in its middle.
+    """
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -178,4 +186,6 @@ def make_loader(
         persistent_workers=False,
         collate_fn=collate_fn,
         drop_last=drop_last,
+        generator=torch.Generator().manual_seed(0),
+        worker_init_fn=ignore_stop_signals,
     )

@@ -10,8 +10,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from segkit.core.interrupts import check_stop, stoppable, uninterruptible
 from segkit.data.loading import to_device
 from segkit.infer.device import Precision
+from segkit.infer.finite import check_finite_scores
 from segkit.infer.inference import InferenceSettings, predict_probs
 from segkit.infer.metrics import ConfusionMatrix
 from segkit.infer.postprocess import PostprocessChain
@@ -42,26 +44,32 @@ def evaluate(
     chain = postprocessors or PostprocessChain()
     for name in chain.names():
         matrices[name] = ConfusionMatrix(num_classes, device)
-    for batch in loader:
-        images, masks = to_device(batch["image"], batch["mask"], device, precision.channels_last)
-        if inference.plain:
-            with precision.autocast(device):
-                logits = model(images)
-        for i, (height, width) in enumerate(batch["size"]):
+    # Stops are taken between images: never inside the DataLoader, nor a matrix half-updated.
+    with uninterruptible():
+        for batch in stoppable(loader):
+            images = batch["image"]
+            images, masks = to_device(images, batch["mask"], device, precision.channels_last)
             if inference.plain:
-                scores = logits[i : i + 1, :, :height, :width].float()
-            else:
-                image = images[i : i + 1, :, :height, :width]
-                scores = predict_probs(model, image, inference, precision)
-            target = masks[i : i + 1, :height, :width]
-            matrices["raw"].update(scores.argmax(1), target)
-            if chain:
-                original = batch["original"][i : i + 1, :, :height, :width].to(device)
-                probs = scores.softmax(1) if inference.plain else scores
-                for name, refined in chain.each(probs, original):
-                    matrices[name].update(refined.argmax(1), target)
-        if on_batch is not None:
-            on_batch(len(batch["size"]))
+                with precision.autocast(device):
+                    logits = model(images)
+                check_finite_scores(logits, model)
+            for i, (height, width) in enumerate(batch["size"]):
+                check_stop()
+                if inference.plain:
+                    scores = logits[i : i + 1, :, :height, :width].float()
+                else:
+                    image = images[i : i + 1, :, :height, :width]
+                    scores = predict_probs(model, image, inference, precision)
+                target = masks[i : i + 1, :height, :width]
+                matrices["raw"].update(scores.argmax(1), target)
+                if chain:
+                    original = batch["original"][i : i + 1, :, :height, :width].to(device)
+                    probs = scores.softmax(1) if inference.plain else scores
+                    for name, refined in chain.each(probs, original):
+                        matrices[name].update(refined.argmax(1), target)
+                        check_stop()
+            if on_batch is not None:
+                on_batch(len(batch["size"]))
     for matrix in matrices.values():
         matrix.all_reduce()
     return matrices

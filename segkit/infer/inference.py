@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from segkit.infer.device import Precision
+from segkit.infer.finite import check_finite_scores
 from segkit.infer.tiling import Tiling
 from segkit.infer.tta import TestTimeAugmentation
 
@@ -97,6 +98,7 @@ def predict_probs(
             batch = batch.contiguous(memory_format=torch.channels_last)
         with precision.autocast(batch.device):
             logits = model(batch)
+        check_finite_scores(logits, model)
         return logits.float().softmax(1)
 
     tiling, align = settings.tiling, output_stride(model)

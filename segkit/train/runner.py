@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from rich.console import Console
 from torch.utils.data import DataLoader
 
 from segkit.core.config import Config, dump_toml
+from segkit.core.interrupts import Interrupted, stop_on_signals
 from segkit.core.manager import Plugins
 from segkit.core.outputs import write_text_atomically
 from segkit.data.dataset import build_splits
@@ -125,9 +128,11 @@ class Runner:
             self.checkpoints.load_trained_weights()
             if "evaluate" in steps:
                 posts = self.postprocessors if self.config.eval.postprocess else PostprocessChain()
-                summary = self.evaluator.final(posts)
+                with self.phase("the final evaluation"):
+                    summary = self.evaluator.final(posts)
             if "predict" in steps and run.is_main:
-                self.predict_samples()
+                with self.phase("prediction"):
+                    self.predict_samples()
         except BaseException as exc:
             error = exc
             discard_if_unused(self.directory, run.run_dir)  # a refused run leaves no folder
@@ -150,6 +155,19 @@ class Runner:
             config = self.config.to_dict()
             write_text_atomically(self.run.run_dir / "config.json", json.dumps(config, indent=2))
             write_text_atomically(self.run.run_dir / "config.toml", dump_toml(config))
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """A step after training: a stop signal ends it, saying that the checkpoints stay."""
+        run_dir = self.run.run_dir
+        try:
+            with stop_on_signals():
+                yield
+        except Interrupted as stop:
+            raise stop.explained(
+                f"during {name}; the checkpoints in {run_dir} are kept "
+                f"(run again with --run-dir {run_dir} to finish)"
+            ) from None
 
     def training_data(self) -> tuple[TrainingSet, ShardSampler, DataLoader]:
         """The augmented training split, this process's sampler and their DataLoader."""

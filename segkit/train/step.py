@@ -51,14 +51,21 @@ def train_step(
     scaler: torch.amp.GradScaler,
     precision: Precision,
 ) -> StepResult:
-    """One optimizer step; raises :class:`NonFiniteLoss` before touching the weights."""
+    """One optimizer step; raises :class:`NonFiniteLoss` before touching the weights.
+
+    A batch without a labelled pixel contributes a zero loss, whatever the loss
+    function makes of it: it says nothing, and an average over no pixel is NaN.
+    """
     with precision.autocast(images.device):
         logits = model(images)
-    loss = loss_fn(logits.float(), masks)
+    unlabelled = int((masks == IGNORE_INDEX).flatten(1).all(1).sum())
+    if unlabelled == images.shape[0]:
+        loss = logits.float().sum() * 0
+    else:
+        loss = loss_fn(logits.float(), masks)
     value = loss.item()
     if not math.isfinite(value):
         raise NonFiniteLoss(f"the loss became {value}")
-    unlabelled = int((masks == IGNORE_INDEX).flatten(1).all(1).sum())
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.step(optimizer)
