@@ -137,8 +137,8 @@ def run(args: argparse.Namespace, registry: Registry) -> int:
         raise ConfigError(f"--gt-prob must lie strictly between 0 and 1, got {args.gt_prob}")
     Range(0, integer=False, low_open=True).check(args.max_megapixels, "--max-megapixels")
     out_format = image_format(args.out)
+    width, height = _same_size(args.image, args.labels)  # the inputs exist and fit
     check_outputs([args.out], [args.image, args.labels], getattr(args, "overwrite", False))
-    width, height = _same_size(args.image, args.labels)
     annotation = read_rgb(args.labels, "labels")
     colors, labels, has_unknown = split_colors(annotation)
     check_label_colours(args.labels, colors)
