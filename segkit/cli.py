@@ -17,7 +17,7 @@ from segkit.core.errors import SegkitError
 from segkit.core.interrupts import stop_on_signals
 from segkit.core.manager import DISABLE_ENV, Plugins, check_disable_names, get_plugins
 from segkit.core.outputs import storage_error
-from segkit.inference_commands import add_inference_commands
+from segkit.inference_parsers import add_inference_commands
 
 console = Console()
 err_console = Console(stderr=True)
