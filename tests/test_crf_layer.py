@@ -105,7 +105,27 @@ def test_kernel_weights_and_compatibility_learn():
     assert model.backbone.features[0].weight.grad.abs().sum() > 0
     names = {n for n, _ in model.named_parameters()}
     assert {"crf.kernel_weights", "crf.compatibility"} <= names
-    assert any(p is model.crf.compatibility for p in model.param_groups()["head"])
+    assert any(p is model.crf.compatibility for p in model.param_groups()["crf"])
+
+
+@pytest.mark.parametrize("lr_mult", [100.0, 2.5])
+def test_crf_parameters_learn_at_their_own_rate_without_decay(lr_mult):
+    from segkit.train import param_groups
+
+    crf = Part("convcrf", {"iterations": 2, "downsample": 2, "lr_mult": lr_mult})
+    model = model_with(crf)
+    groups = {g["name"]: g for g in param_groups(model, 0.01, 10.0, False)}
+    assert groups["crf"]["lr"] == pytest.approx(0.01 * lr_mult)
+    assert groups["crf"]["weight_decay"] == 0.0
+    crf_ids = {id(p) for p in groups["crf"]["params"]}
+    assert crf_ids == {id(model.crf.kernel_weights), id(model.crf.compatibility)}
+    others = [p for name, g in groups.items() if name != "crf" for p in g["params"]]
+    assert not crf_ids & {id(p) for p in others}
+    assert groups["head"]["lr"] == pytest.approx(0.1)  # the head keeps its multiplier
+    # every trainable parameter is in exactly one group
+    assert len(others) + len(crf_ids) == sum(1 for p in model.parameters() if p.requires_grad)
+    plain = {g["name"] for g in param_groups(model_with(None), 0.01, 10.0, False)}
+    assert "crf" not in plain
 
 
 def test_warm_up_trains_the_plain_model_first_and_counts_in_the_state():
@@ -216,6 +236,7 @@ def test_summary_lists_the_learnable_parameters(tmp_path, capsys):
         ("model.crf.iterations=-1", "iterations must be >= 0"),
         ("model.crf.window=6", "window must be an odd size"),
         ("model.crf.warmup_steps=-5", "warmup_steps must be >= 0"),
+        ("model.crf.lr_mult=0", "lr_mult must be a positive number"),
         ("model.crf.warmup_step=5", "warmup_step"),
     ],
 )

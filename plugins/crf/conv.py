@@ -111,6 +111,7 @@ class ConvCRF:
         image_mean: Sequence[float],
         image_std: Sequence[float],
         warmup_steps: int = 0,
+        lr_mult: float = 100.0,
     ) -> nn.Module:
         """This CRF as a trainable layer after a model (:class:`CRFLayer`)."""
         return CRFLayer(
@@ -121,6 +122,7 @@ class ConvCRF:
             image_mean,
             image_std,
             warmup_steps,
+            lr_mult,
         )
 
 

@@ -12,10 +12,18 @@ With ``iterations = 0`` the layer returns the scores unchanged.  With ``warmup_s
 the plain model trains alone for that many training forward passes first (and is
 evaluated alone meanwhile); the count is a buffer, so it is saved in checkpoints and a
 resumed run continues where it stopped.
+
+The CRF's parameters learn at ``lr_mult`` times the run's learning rate (default 100)
+and without weight decay.  They are a handful of numbers of order 1 to 40, where the
+network's weights are of order 0.01: at the network's rate an Adam step moves them by
+a thousandth of their size, so that over a fine-tuning stage they stay where they
+started.  Weight decay would pull the compatibility towards zero, that is towards no
+CRF at all, not towards the Potts model it starts from.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -40,15 +48,19 @@ class CRFLayer(nn.Module):
         image_mean: Sequence[float],
         image_std: Sequence[float],
         warmup_steps: int = 0,
+        lr_mult: float = 100.0,
     ) -> None:
         super().__init__()
         if warmup_steps < 0:
             raise ConfigError(f"model.crf: warmup_steps must be >= 0, got {warmup_steps}")
+        if not math.isfinite(lr_mult) or lr_mult <= 0:
+            raise ConfigError(f"model.crf: lr_mult must be a positive number, got {lr_mult}")
         self.name = name
         self.params = params
         self.messages = messages
         self.iterations = params.iterations
         self.warmup_steps = warmup_steps
+        self.lr_mult = lr_mult
         self.kernel_weights = nn.Parameter(
             torch.tensor([params.gaussian_compat, params.bilateral_compat])
         )

@@ -73,6 +73,7 @@ class TorchDenseCRF:
         image_mean: Sequence[float],
         image_std: Sequence[float],
         warmup_steps: int = 0,
+        lr_mult: float = 100.0,
     ) -> nn.Module:
         """This CRF as a trainable layer after a model (:class:`CRFLayer`)."""
         return CRFLayer(
@@ -83,6 +84,7 @@ class TorchDenseCRF:
             image_mean,
             image_std,
             warmup_steps,
+            lr_mult,
         )
 
 

@@ -89,6 +89,12 @@ CRF_LAYER_PARAMS = (
         0,
         "training steps of the plain model before the CRF layer joins in",
     ),
+    Param(
+        "lr_mult",
+        float,
+        100.0,
+        "the CRF's own parameters learn at train.lr times this, without weight decay",
+    ),
 )
 
 

@@ -50,12 +50,14 @@ class SegmentationModel(nn.Module):
         return scores if self.crf is None else self.crf(scores, images)
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        """Backbone and head parameters, so the head can get its own learning rate
-        (the upsampler and the CRF layer learn with the head)."""
-        backbone = [p for p in self.backbone.parameters() if p.requires_grad]
-        after = [m for m in (self.head, self.upsampler, self.crf) if m is not None]
-        rest = [p for m in after for p in m.parameters() if p.requires_grad]
-        return {"backbone": backbone, "head": rest}
+        """Backbone, head and CRF-layer parameters, so each can get its own learning
+        rate (the upsampler learns with the head)."""
+        groups = {
+            "backbone": list(self.backbone.parameters()),
+            "head": [*self.head.parameters(), *self.upsampler.parameters()],
+            "crf": [] if self.crf is None else list(self.crf.parameters()),
+        }
+        return {part: [p for p in params if p.requires_grad] for part, params in groups.items()}
 
 
 def build_model_from_parts(

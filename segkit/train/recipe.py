@@ -123,16 +123,18 @@ def build_loss(terms: Sequence[LossTerm], task: LossTask, registry: Registry) ->
 def param_groups(
     model: nn.Module, lr: float, head_lr_mult: float, norm_bias_decay: bool
 ) -> list[dict[str, Any]]:
-    """The optimizer's groups: backbone and head, each split by weight decay.
+    """The optimizer's groups: backbone and head, each split by weight decay, and a CRF
+    layer's parameters at the layer's own rate without decay (``plugins/crf/layer.py``).
 
     One-dimensional parameters (biases and the scales and shifts of normalisation
     layers) are exempt from weight decay unless ``norm_bias_decay``: decaying them
     only shrinks the network's freedom to shift and scale its activations (as in
     the FCN and DeepLab Caffe models, whose biases have decay_mult 0).
     """
+    parts = model.param_groups()
     groups = []
     for part, group_lr in (("backbone", lr), ("head", lr * head_lr_mult)):
-        params = [p for p in model.param_groups()[part] if p.requires_grad]
+        params = [p for p in parts[part] if p.requires_grad]
         decayed = [p for p in params if norm_bias_decay or p.ndim > 1]
         exempt = [p for p in params if not norm_bias_decay and p.ndim <= 1]
         if decayed:
@@ -141,6 +143,10 @@ def param_groups(
             groups.append(
                 {"params": exempt, "lr": group_lr, "weight_decay": 0.0, "name": f"{part}_no_decay"}
             )
+    crf = [p for p in parts.get("crf", []) if p.requires_grad]
+    if crf:
+        crf_lr = lr * model.crf.lr_mult
+        groups.append({"params": crf, "lr": crf_lr, "weight_decay": 0.0, "name": "crf"})
     return groups
 
 
