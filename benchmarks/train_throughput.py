@@ -74,6 +74,8 @@ def main() -> None:
         f"data.dataset.train_size={args.images}",
         f'train.device="{args.device}"',
         "train.resume=false",
+        # the quickstart's 200-step warm-up is longer than this short epoch
+        f"train.warmup_iterations={args.images // 80}",
     ]
     plugins = get_plugins()
     config = load_config(args.config, overrides, plugins.registry)
