@@ -148,7 +148,9 @@ class TrainConfig:
     warmup_iterations: int = _help("linear learning-rate warm-up over the first N iterations", 0)
     norm_bias_decay: bool = _help("apply weight decay to norm weights and biases too", False)
     device: str = _help("'auto', 'cpu', 'cuda' or 'cuda:N'", "auto")
-    amp: bool | None = _help("mixed precision; default: on for CUDA", None)
+    amp: bool | None = _help(
+        "mixed precision: float16 on CUDA, bfloat16 on the CPU; default: on for CUDA", None
+    )
     channels_last: bool | None = _help("channels_last memory format; default: on for CUDA", None)
     compile: bool = _help("torch.compile the model", False)
     seed: int = _help("random seed", 0)

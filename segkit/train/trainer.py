@@ -70,7 +70,7 @@ class Trainer:
             ),
         )
         self.base_lrs = [group["initial_lr"] for group in self.optimizer.param_groups]
-        self.scaler = torch.amp.GradScaler(run.device.type, enabled=run.precision.amp)
+        self.scaler = torch.amp.GradScaler(run.device.type, enabled=run.precision.scales_gradients)
         self.start_epoch, self.start_step, self.best = 0, 0, -1.0
         self.unlabelled = 0  # this epoch's crops without a labelled pixel
         self.resumed_losses: list[float] = []  # the steps a mid-epoch checkpoint had done
