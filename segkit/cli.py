@@ -182,7 +182,9 @@ def cmd_config(args: argparse.Namespace) -> int:
     from segkit.core.config import dump_toml
 
     config = _load_runnable(args, plugins_for(args))
-    console.print(dump_toml(config.to_dict()), markup=False, highlight=False)
+    # plain print: the console would wrap long lines at the terminal's width, and a
+    # TOML value broken across lines no longer parses (`segkit config x > y.toml`)
+    print(dump_toml(config.to_dict()), end="")
     return 0
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -20,6 +23,7 @@ from segkit.core.config import (
     upgrade,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
 MINIMAL = {"model": {"backbone": {"name": "b"}, "head": "h", "num_classes": 3}}
 
 
@@ -201,6 +205,26 @@ def test_segkit_config_prints_the_merged_config(variant, capsys):
     assert printed["data"]["batch_size"] == 8 and printed["data"]["mean"] == [0.5, 0.5, 0.5]
     assert (printed["train"]["epochs"], printed["train"]["lr"]) == (4, 0.001)
     assert printed["postprocessors"] == [{"name": "densecrf", "iterations": 3}]
+
+
+def test_segkit_config_output_is_valid_toml_at_any_width(tmp_path):
+    """A long inline value stays on one line: the saved output loads as the same config."""
+    registry = get_plugins().registry
+    config = tmp_path / "long.toml"
+    jitter = '{ name = "color_jitter", brightness = 0.2, contrast = 0.2, saturation = 0.2 }'
+    config.write_text(
+        f'base = "{ROOT / "configs" / "deeplab_crf.toml"}"\n[data]\n'
+        f'augment = [{{ name = "hflip" }}, {jitter}, {jitter}]\n'
+    )
+    saved = tmp_path / "saved.toml"
+    env = {**os.environ, "COLUMNS": "40"}
+    with saved.open("w") as out:
+        subprocess.run(
+            [sys.executable, "-m", "segkit", "config", str(config)], stdout=out, env=env, check=True
+        )
+    assert all(len(line) > 40 for line in saved.read_text().splitlines() if "jitter" in line)
+    expected = load_config(config, (), registry).to_dict()
+    assert load_config(saved, (), registry).to_dict() == expected
 
 
 # --- renamed keys: [[postprocess]] -> [[postprocessors]], predict.crf -> predict.postprocess ---
