@@ -1,16 +1,18 @@
-"""The GPU's training options on the CPU: time per step and agreement with plain float32.
+"""The GPU's training options, on the CPU or a GPU: time per step and agreement with float32.
 
 Trains the quickstart model (or ``--config``'s) for a few steps of batch 8 of its
-training crops (112×112) in each of: plain float32, channels_last,
-bfloat16 autocast (``train.amp`` on the CPU), ``torch.compile`` (Inductor) and, with
-``--crf``, the ``crf_rnn`` config's model (its CRF layer on from the start) in float32
-and under bfloat16 autocast.  Each variant starts from the
-same weights and sees the same batches; the table gives the median seconds per
-step, its ratio to float32, and the relative difference of the loss from float32's
-at the first step and the largest over the steps (the trajectories part as the
-weights take different steps).  Compilation time is reported apart::
+training crops (112×112) in each of: plain float32, channels_last, mixed precision
+(``train.amp``: float16 with a gradient scaler on CUDA, bfloat16 on the CPU),
+``torch.compile`` (Inductor) and, with ``--crf``, the ``crf_rnn`` config's model (its
+CRF layer on from the start) in float32 and in mixed precision.  Each variant starts
+from the same weights and sees the same batches; the table gives the median seconds
+per step, its ratio to float32, and the relative difference of the loss from
+float32's at the first step and the largest over the steps (the trajectories part as
+the weights take different steps).  The first two steps (and compilation) are timed
+apart::
 
-    python benchmarks/cpu_paths.py [--steps 10] [--threads 2] [--crf]
+    python benchmarks/training_paths.py [--steps 10] [--threads 2] [--crf]
+    python benchmarks/training_paths.py --device cuda --crf
 """
 
 from __future__ import annotations
@@ -41,20 +43,23 @@ def steps_of(
 ) -> tuple[list[float], list[float]]:
     """Seconds and loss of each training step (SGD, so that no optimizer state differs)."""
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    device = batches[0][0].device
+    scaler = torch.amp.GradScaler(device.type, enabled=precision.scales_gradients)
     model.train()
     seconds, losses = [], []
     for images, masks in batches:
         if precision.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         start = time.perf_counter()
-        with precision.autocast(images.device):
+        with precision.autocast(device):
             logits = model(images)
         loss = loss_fn(logits.float(), masks)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        losses.append(loss.item())  # waits for the step, on a GPU too
         seconds.append(time.perf_counter() - start)
-        losses.append(loss.item())
     return seconds, losses
 
 
@@ -63,31 +68,37 @@ def main() -> None:
     parser.add_argument("--config", default="configs/deeplab_crf.toml")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per variant")
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--crf", action="store_true", help="also the CRF layer under autocast")
+    parser.add_argument("--crf", action="store_true", help="also the crf_rnn model")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: CUDA is not available here")
+    device = torch.device(args.device)
 
     plugins = get_plugins()
     registry = plugins.registry
-    config = load_config(args.config, ['train.device="cpu"'], registry)
+    config = load_config(args.config, [f'train.device="{args.device}"'], registry)
     # batches of the config's own training images, augmented and cropped as in training
     data = config.data
     dataset = build_dataset(data.dataset.name, data.train_split, data.dataset.params, registry)
     classes = dataset.num_classes
     torch.manual_seed(0)
-    start = build_model(config, classes, registry)
+    start = build_model(config, classes, registry).to(device)
     loss_fn = build_loss(config.train.loss, LossTask(classes), registry)
     training = TrainingSet(dataset, build_train_transform(data, registry), seed=0)
     samples = [training[i] for i in range(8 * (args.steps + 2))]
     batches = [
         (
-            torch.stack([s[0] for s in samples[i : i + 8]]),
-            torch.stack([s[1] for s in samples[i : i + 8]]),
+            torch.stack([s[0] for s in samples[i : i + 8]]).to(device),
+            torch.stack([s[1] for s in samples[i : i + 8]]).to(device),
         )
         for i in range(0, len(samples), 8)
     ]
-    bf16 = Precision(amp=True, dtype=torch.bfloat16)
+    # what train.amp means on this device: float16 with a scaler on CUDA, else bfloat16
+    mixed = Precision.for_device(device, True, False)
+    mixed_name = f"{str(mixed.dtype).removeprefix('torch.')} autocast"
     variants: list[tuple[str, torch.nn.Module, Precision]] = [
         ("float32", copy.deepcopy(start), Precision()),
         (
@@ -95,15 +106,15 @@ def main() -> None:
             copy.deepcopy(start).to(memory_format=torch.channels_last),
             Precision(channels_last=True),
         ),
-        ("bfloat16 autocast", copy.deepcopy(start), bf16),
+        (mixed_name, copy.deepcopy(start), mixed),
         ("torch.compile", torch.compile(copy.deepcopy(start)), Precision()),
     ]
     if args.crf:
         crf_config = load_config("configs/crf_rnn.toml", ["model.crf.warmup_steps=0"], registry)
         torch.manual_seed(0)
-        with_crf = build_model(crf_config, classes, registry)
+        with_crf = build_model(crf_config, classes, registry).to(device)
         variants.append(("CRF layer, float32", with_crf, Precision()))
-        variants.append(("CRF layer, bfloat16 autocast", copy.deepcopy(with_crf), bf16))
+        variants.append((f"CRF layer, {mixed_name}", copy.deepcopy(with_crf), mixed))
 
     results = {}
     for name, model, precision in variants:
@@ -112,10 +123,12 @@ def main() -> None:
         results[name] = (statistics.median(seconds[2:]), losses, sum(seconds[:2]))
         Console().print(f"{name}: {results[name][0]:.3f} s/step", highlight=False)
 
-    table = Table(
-        title=f"training steps on the CPU, batch 8 at 112×112, "
-        f"{torch.get_num_threads()} threads, {args.steps} steps"
+    where = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"the CPU, {torch.get_num_threads()} threads"
     )
+    table = Table(title=f"training steps on {where}, batch 8 at 112×112, {args.steps} steps")
     columns = ("variant", "s / step", "× float32", "loss vs float32: first", "largest")
     for column in (*columns, "first 2 steps (s)"):
         table.add_column(column, justify="left" if column == "variant" else "right")
