@@ -38,7 +38,7 @@ def tiny_model(crf: Part | None = None) -> torch.nn.Module:
 
 
 def one_step(model: torch.nn.Module, precision: Precision, channels_last: bool = False):
-    """The loss of one training step, and the dtypes the convolutions computed in."""
+    """One training step: its loss, the dtypes the convolutions computed in, the model."""
     torch.manual_seed(1)
     images = torch.randn(2, 3, 40, 40)
     masks = torch.randint(0, 3, (2, 40, 40))
