@@ -33,6 +33,7 @@ from segkit.data.transforms import build_train_transform
 from segkit.infer import Precision
 from segkit.model import build_model
 from segkit.train import LossTask, build_loss
+from segkit.train.step import train_step
 
 
 def steps_of(
@@ -41,8 +42,10 @@ def steps_of(
     loss_fn,
     precision: Precision,
 ) -> tuple[list[float], list[float]]:
-    """Seconds and loss of each training step (SGD, so that no optimizer state differs)."""
+    """Seconds and loss of each of segkit's training steps (SGD at a constant rate, so
+    that no optimizer state or schedule differs between the variants)."""
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     device = batches[0][0].device
     scaler = torch.amp.GradScaler(device.type, enabled=precision.scales_gradients)
     model.train()
@@ -51,15 +54,11 @@ def steps_of(
         if precision.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         start = time.perf_counter()
-        with precision.autocast(device):
-            logits = model(images)
-        loss = loss_fn(logits.float(), masks)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        losses.append(loss.item())  # waits for the step, on a GPU too
+        result = train_step(model, images, masks, loss_fn, optimizer, scheduler, scaler, precision)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # the optimizer step runs on after the call returns
         seconds.append(time.perf_counter() - start)
+        losses.append(result.loss)
     return seconds, losses
 
 
