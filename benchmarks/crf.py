@@ -1,6 +1,7 @@
 """CRF post-processors side by side: time per image, accuracy, agreement and peak memory.
 
     python benchmarks/crf.py                              # CPU, 500×375, 21 classes, 10 iterations
+    python benchmarks/crf.py --unaries paper --iterations 5   # ConvCRF paper's noisy unaries
     python benchmarks/crf.py --device cuda --batch 8      # densecrf_torch on a GPU, 8 per batch
     python benchmarks/crf.py --memory                     # also peak memory at 0.25, 1 and 4 MP
 
@@ -8,16 +9,26 @@ The images are pydensecrf's example photographs resized to the benchmark size wh
 ``../shared/data/densecrf_examples`` is beside the checkout (or where
 ``SEGKIT_DENSECRF_EXAMPLES`` points), otherwise synthetic scenes
 of coloured shapes.  With the photographs, the probabilities are their labels
-(pydensecrf's reference outputs) degraded as a stride-8 network would see them: class
-scores averaged over 8×8 blocks, scaled, with Gaussian noise on that coarse grid,
-bilinearly upsampled and passed through a softmax; the table then gives each
-post-processor's mIoU against those labels and its gain over the unaries.  (The labels
-come from pydensecrf itself, which favours ``densecrf``.)  Without them the
-probabilities are smooth random scores.  ``densecrf``, ``densecrf_torch`` and ``convcrf``
-run with the same kernel widths (pydensecrf's example: θα 80, θβ 13, θγ 3) and
-iterations; the dense CRFs with that example's weights, ``convcrf`` with its own
-defaults.  ``densecrf`` runs once with one worker (pydensecrf as it is) and once with
-one worker per core (as the plugin runs a batch).
+(pydensecrf's reference outputs) degraded in one of two ways:
+
+* ``--unaries network`` (default), as a stride-8 network would see them: class scores
+  averaged over 8×8 blocks, scaled, with Gaussian noise on that coarse grid, bilinearly
+  upsampled and passed through a softmax;
+* ``--unaries paper``, the ConvCRF paper's synthetic protocol: the one-hot labels
+  averaged over 8×8 blocks, a fifth of the blocks replaced by a random class (one-hot),
+  bilinearly upsampled (confident, wrong blobs that no softmax softens).
+
+The table then gives each post-processor's mIoU against those labels (over the
+dataset: IoU of each class present in the labels, accumulated over all images), its
+gain over the unaries, and the share of pixels given a class absent from the image's
+labels (specks a per-image mIoU would punish hard).  (The labels come from pydensecrf
+itself, which favours ``densecrf``.)  Without them the probabilities are smooth random
+scores.  ``densecrf``, ``densecrf_torch`` and ``convcrf`` run with the same kernel widths
+(pydensecrf's example: θα 80, θβ 13, θγ 3) and iterations; the dense CRFs with that
+example's weights, ``convcrf`` with its own defaults.  ``densecrf`` runs once with one
+worker (pydensecrf as it is) and once with one worker per core (as the plugin runs a
+batch).  The last rows are the algorithm of ConvCRF's reference implementation with its
+default window (11) and its demo's (7), re-implemented in ``convcrf_reference.py``.
 OpenMP threads wait passively unless OMP_WAIT_POLICY says otherwise (see below).
 Peak memory is measured in a fresh process per case: the high-water resident set size
 above what the inputs already take (CPU), or torch.cuda.max_memory_allocated (CUDA).
@@ -41,6 +52,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np
 import torch
 import torch.nn.functional as F
+from convcrf_reference import ReferenceConvCRF
 from PIL import Image
 from rich.console import Console
 from rich.table import Table
@@ -69,7 +81,7 @@ def make_inputs(
 
 
 def make_labelled_inputs(
-    n: int, classes: int, height: int, width: int, seed: int = 0
+    n: int, classes: int, height: int, width: int, seed: int = 0, unaries: str = "network"
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Probabilities, images and, with the photographs, their N×H×W labels."""
     rng = np.random.default_rng(seed)
@@ -91,7 +103,8 @@ def make_labelled_inputs(
         scores = F.interpolate(torch.from_numpy(coarse).float(), (height, width), mode="bilinear")
         return scores.softmax(1), images, None
     label_tensor = torch.from_numpy(np.stack(labels)).long()
-    return degrade(label_tensor, classes, rng), images, label_tensor
+    noisy = paper_unaries if unaries == "paper" else degrade
+    return noisy(label_tensor, classes, rng), images, label_tensor
 
 
 def photo_labels(path: Path, height: int, width: int) -> np.ndarray:
@@ -117,18 +130,43 @@ def degrade(
     return F.interpolate(coarse, (height, width), mode="bilinear").softmax(1)
 
 
+def paper_unaries(
+    labels: torch.Tensor, classes: int, rng: np.random.Generator, stride: int = 8, keep: float = 0.8
+) -> torch.Tensor:
+    """The ConvCRF paper's synthetic unaries: one-hot labels averaged over stride×stride
+    blocks and a mask keeping each block with probability ``keep``, else a random class's
+    one-hot; the three upsampled bilinearly and mixed by the mask.  Already probabilities
+    (they sum to 1), with no softmax."""
+    height, width = labels.shape[-2:]
+    coarse_size = (height // stride, width // stride)
+    onehot = F.one_hot(labels, classes).permute(0, 3, 1, 2).float()
+    coarse = F.adaptive_avg_pool2d(onehot, coarse_size)
+    random_class = torch.from_numpy(rng.integers(0, classes, (len(labels), *coarse_size)))
+    noise = F.one_hot(random_class, classes).permute(0, 3, 1, 2).float()
+    kept = torch.from_numpy(rng.random((len(labels), 1, *coarse_size)) < keep).float()
+    coarse, noise, kept = (
+        F.interpolate(x, (height, width), mode="bilinear") for x in (coarse, noise, kept)
+    )
+    return kept * coarse + (1 - kept) * noise
+
+
 def mean_iou(probs: torch.Tensor, labels: torch.Tensor) -> float:
-    """mIoU over each image's classes present in the labels or the prediction, averaged
-    over the images."""
-    scores = []
-    for predicted, truth in zip(probs.argmax(1), labels, strict=True):
-        ious = []
-        for c in torch.unique(torch.cat([predicted.unique(), truth.unique()])):
-            intersection = ((predicted == c) & (truth == c)).sum()
-            union = ((predicted == c) | (truth == c)).sum()
-            ious.append(float(intersection) / float(union))
-        scores.append(sum(ious) / len(ious))
-    return sum(scores) / len(scores)
+    """The IoU of each class present in the labels, accumulated over all the images (as
+    PASCAL VOC's mIoU), averaged over those classes."""
+    classes = probs.shape[1]
+    pairs = labels.flatten() * classes + probs.argmax(1).flatten()
+    confusion = torch.bincount(pairs, minlength=classes * classes).view(classes, classes)
+    intersection = confusion.diag().double()
+    union = confusion.sum(0) + confusion.sum(1) - intersection
+    present = confusion.sum(1) > 0
+    return float((intersection[present] / union[present]).mean())
+
+
+def spurious_share(probs: torch.Tensor, labels: torch.Tensor) -> float:
+    """The share of pixels given a class that is absent from their image's labels."""
+    predicted = probs.argmax(1)
+    absent = [~torch.isin(p, truth.unique()) for p, truth in zip(predicted, labels, strict=True)]
+    return float(torch.stack(absent).float().mean())
 
 
 def synthetic_image(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -159,7 +197,9 @@ def timed(postprocessor, probs, images, batch: int, device: str) -> tuple[float,
 
 def run_timing(args: argparse.Namespace, console: Console) -> None:
     height, width = args.height, args.width
-    probs, images, labels = make_labelled_inputs(args.images, args.classes, height, width)
+    probs, images, labels = make_labelled_inputs(
+        args.images, args.classes, height, width, unaries=args.unaries
+    )
     dense = {"iterations": args.iterations, **WIDTHS, **DENSE_WEIGHTS}
     torch_crf = segkit.build_postprocessor("densecrf_torch", device=args.device, **dense)
     conv_crf = segkit.build_postprocessor(
@@ -190,6 +230,10 @@ def run_timing(args: argparse.Namespace, console: Console) -> None:
         for name, crf in (("densecrf_torch", torch_crf), ("convcrf", conv_crf)):
             seconds, out = timed(crf, on_device_probs, on_device_images, batch, args.device)
             rows.append((name, threads, args.device, batch, seconds, out))
+    for window, how in ((11, "window 11 (its default)"), (7, "window 7 (its demo)")):
+        reference_crf = ReferenceConvCRF(filter_size=window, iterations=args.iterations)
+        seconds, out = timed(reference_crf, on_device_probs, on_device_images, 1, args.device)
+        rows.append(("ConvCRF reference", how, args.device, 1, seconds, out))
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     table = Table(
@@ -198,9 +242,9 @@ def run_timing(args: argparse.Namespace, console: Console) -> None:
         f"load {load:.1f} on {os.cpu_count()} cores)"
     )
     columns = ["post-processor", "how", "device", "batch", "s / image", "× pydensecrf"]
-    columns += ["× densecrf_torch", "same label as pydensecrf", "mIoU", "gain"]
+    columns += ["× densecrf_torch", "same label as pydensecrf", "mIoU", "gain", "spurious"]
     for column in columns:
-        table.add_column(column, justify="right" if column[0] in "sb×mg" else "left")
+        table.add_column(column, justify="left" if column in ("post-processor", "how") else "right")
     base = rows[1][4] if reference is not None else None
     torch_times = {r[3]: r[4] for r in rows if r[0] == "densecrf_torch" and "first" not in r[1]}
     unary_iou = mean_iou(probs, labels) if labels is not None else None
@@ -212,13 +256,14 @@ def run_timing(args: argparse.Namespace, console: Console) -> None:
         same = "—"
         if reference is not None and out is not None and name != "unaries":
             same = f"{100 * float((out.argmax(1) == reference.argmax(1)).float().mean()):.2f}%"
-        miou = gain = "—"
+        miou = gain = spurious = "—"
         if unary_iou is not None and out is not None:
             value = mean_iou(out, labels)
             miou, gain = f"{value:.4f}", f"{value - unary_iou:+.4f}"
+            spurious = f"{100 * spurious_share(out, labels):.3f}%"
         time_text = f"{seconds:.3f}" if seconds else "—"
         table.add_row(
-            name, how, device, str(batch), time_text, ratio, torch_ratio, same, miou, gain
+            name, how, device, str(batch), time_text, ratio, torch_ratio, same, miou, gain, spurious
         )
     console.print(table)
 
@@ -313,6 +358,12 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=8, help="images timed")
     parser.add_argument("--classes", type=int, default=21)
     parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument(
+        "--unaries",
+        choices=["network", "paper"],
+        default="network",
+        help="how the photographs' labels are degraded (see above; default network)",
+    )
     parser.add_argument("--size", default="500x375", help="WIDTHxHEIGHT")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--memory", action="store_true", help="also measure peak memory")
@@ -329,7 +380,7 @@ def main() -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available here")
     args.width, args.height = (int(v) for v in args.size.lower().split("x"))
-    console = Console(width=max(120, Console().width))
+    console = Console(width=max(160, Console().width))
     if not args.memory_only:
         run_timing(args, console)
     if args.memory or args.memory_only:

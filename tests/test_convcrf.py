@@ -129,10 +129,25 @@ def test_edge_aware_upsampling_keeps_edges_sharp():
     assert float((probs.argmax(1)[0] == truth).float().mean()) < 0.9
 
 
+def test_a_pixel_unlike_every_nearby_cell_still_takes_messages():
+    # a white speck in a dark uniform region, its unary confidently wrong: its colour is
+    # so far from the mean colours of the four coarse cells around it that their
+    # affinities all underflow to 0 in float32; it must still take its most similar
+    # cell's messages (and so the region's label) rather than none at all
+    image = torch.full((1, 3, 32, 40), 30, dtype=torch.uint8)
+    image[..., 13, 17] = 255
+    truth = torch.zeros(32, 40, dtype=torch.long)
+    probs = torch.full((1, 2, 32, 40), 0.1)
+    probs[:, 0] = 0.9
+    probs[:, :, 13, 17] = torch.tensor([0.1, 0.9])
+    crf = segkit.build_postprocessor("convcrf", window=5, downsample=4)
+    assert float((crf(probs, image).argmax(1)[0] == truth).float().mean()) == 1.0
+
+
 def test_defaults_are_documented():
     crf = segkit.build_postprocessor("convcrf")
     assert crf.params == ConvCRFParams()
-    assert (crf.params.window, crf.params.downsample) == (7, 4)
+    assert (crf.params.window, crf.params.downsample) == (11, 4)
 
 
 @pytest.mark.skipif(not EXAMPLES.is_dir(), reason="densecrf_examples folder not present")
@@ -174,7 +189,7 @@ def test_bad_parameters_are_config_errors(params, message):
 
 def test_a_window_larger_than_the_image_is_a_data_error():
     images, probs, _ = batch([1], height=6, width=30)
-    with pytest.raises(DataError, match=r"window 7 is larger than the 6×30 image.*at most 5"):
+    with pytest.raises(DataError, match=r"window 11 is larger than the 6×30 image.*at most 5"):
         segkit.build_postprocessor("convcrf")(probs, images)
     assert segkit.build_postprocessor("convcrf", window=5)(probs, images).shape == probs.shape
 

