@@ -217,23 +217,28 @@ class ConvMessages:
         self.shape = (images.shape[0], *images.shape[-2:])
         with torch.no_grad():
             colours = self._pool(images.to(dtype)) / params.bilateral_srgb
-            inside = self._padded(torch.ones_like(colours[:, :1]))
-            padded_colours = self._padded(colours)
-            gaussian, bilateral = [], []
-            for dy, dx in self.offsets():
-                distance2 = float((dy * dy + dx * dx) * self.downsample**2)
-                neighbour_inside = self._neighbour(inside, dy, dx)
-                gaussian.append(
-                    neighbour_inside * math.exp(-distance2 / (2 * params.gaussian_sxy**2))
-                )
-                difference = colours - self._neighbour(padded_colours, dy, dx)
-                colour2 = difference.square_().sum(1, keepdim=True)
-                spatial = -distance2 / (2 * params.bilateral_sxy**2)
-                exponent = colour2.mul_(-0.5).add_(spatial)
-                bilateral.append(exponent.exp_().mul_(neighbour_inside))
+            n, _, height, width = colours.shape
             # offset-major N×1×h×w maps: each offset's weights broadcast over the classes
-            self.gaussian = _offset_major(self._normalise(torch.cat(gaussian, 1)))
-            self.bilateral = _offset_major(self._normalise(torch.cat(bilateral, 1)))
+            self.gaussian = colours.new_empty(self.window**2 - 1, n, 1, height, width)
+            self.bilateral = torch.empty_like(self.gaussian)
+            padded_colours = self._padded(colours)
+            padded_inside = self._padded(torch.ones_like(colours[:, :1]))
+            half = self.window // 2
+            dx = torch.arange(-half, half + 1, dtype=dtype, device=colours.device)
+            for dy, columns, rows in self._window_rows():
+                # a whole row of the window at once (one op where there were `window`),
+                # on N×…×h×w×window views of each cell's neighbours at (dy, -half..half)
+                distance2 = (dy * dy + dx * dx) * self.downsample**2
+                inside = self._row(padded_inside, dy)[:, 0]
+                gaussian = inside * (distance2 / (-2 * params.gaussian_sxy**2)).exp()
+                difference = colours.unsqueeze(-1) - self._row(padded_colours, dy)
+                exponent = difference.square_().sum(1).mul_(-0.5)
+                exponent -= distance2 / (2 * params.bilateral_sxy**2)
+                bilateral = exponent.exp_().mul_(inside)
+                self.gaussian[rows] = _offset_major(gaussian, columns)
+                self.bilateral[rows] = _offset_major(bilateral, columns)
+            self._normalise(self.gaussian)
+            self._normalise(self.bilateral)
             self.upsampling = None
             if self.downsample > 1:
                 full = images.to(dtype) / params.bilateral_srgb
@@ -272,19 +277,31 @@ class ConvMessages:
         half = self.window // 2
         return F.pad(x, (half, half, half, half))
 
-    def _neighbour(self, padded: Tensor, dy: int, dx: int) -> Tensor:
-        """Of an N×C×h×w map padded by ``_padded``: each pixel's neighbour at (dy, dx)."""
+    def _window_rows(self) -> list[tuple[int, list[int], slice]]:
+        """For each row dy of the window: its columns in use (all but the centre's) and
+        where their offsets lie in :meth:`offsets`."""
         half = self.window // 2
-        height, width = padded.shape[-2] - 2 * half, padded.shape[-1] - 2 * half
-        return padded[..., half + dy : half + dy + height, half + dx : half + dx + width]
+        rows, start = [], 0
+        for dy in range(-half, half + 1):
+            columns = [c for c in range(self.window) if dy != 0 or c != half]
+            rows.append((dy, columns, slice(start, start + len(columns))))
+            start += len(columns)
+        return rows
 
-    def _normalise(self, kernel: Tensor) -> Tensor:
-        """D^-½ K D^-½, with D the kernel's row sums counting the pixel itself."""
-        scale = kernel.sum(1, keepdim=True).add_(1).rsqrt_()
+    def _row(self, padded: Tensor, dy: int) -> Tensor:
+        """Of an N×C×h×w map padded by ``_padded``: an N×C×h×w×window view of each
+        cell's neighbours at (dy, dx) for dx from -half to half."""
+        half = self.window // 2
+        height = padded.shape[-2] - 2 * half
+        return padded[..., half + dy : half + dy + height, :].unfold(-1, self.window, 1)
+
+    def _normalise(self, kernel: Tensor) -> None:
+        """D^-½ K D^-½ in place, with D the kernel's row sums counting the cell itself."""
+        scale = kernel.sum(0).add_(1).rsqrt_()
         padded_scale = self._padded(scale)
-        for index, (dy, dx) in enumerate(self.offsets()):
-            kernel[:, index : index + 1] *= scale * self._neighbour(padded_scale, dy, dx)
-        return kernel
+        for dy, columns, rows in self._window_rows():
+            neighbour_scale = _offset_major(self._row(padded_scale, dy)[:, 0], columns)
+            kernel[rows] *= neighbour_scale.mul_(scale)
 
 
 class WindowProduct(torch.autograd.Function):
@@ -323,5 +340,6 @@ class WindowProduct(torch.autograd.Function):
         return grad_padded, grad_kernel, None, None
 
 
-def _offset_major(kernel: Tensor) -> Tensor:
-    return kernel.permute(1, 0, 2, 3).unsqueeze(2).contiguous()
+def _offset_major(row: Tensor, columns: list[int]) -> Tensor:
+    """A row of weight maps, N×h×w×window, as (columns)×N×1×h×w."""
+    return row.permute(3, 0, 1, 2)[columns].unsqueeze(2)
