@@ -6,7 +6,7 @@ neighbourhood.  Within a window, a message is then a convolution whose filter ch
 from pixel to pixel: one weight map per offset, computed once per image, and each
 mean-field update is ``window² - 1`` multiply-adds of Q shifted by that offset.
 Optionally the messages are passed on a grid ``downsample`` times coarser (the paper's
-"blur"), which lets a 7×7 window span 7·``downsample`` pixels: the probabilities and
+"blur"), which lets an 11×11 window span 11·``downsample`` pixels: the probabilities and
 the image are average-pooled and the messages computed there, while the unaries stay
 at full resolution.  Where the paper upsamples the messages bilinearly, here each pixel
 weighs the four coarse cells around it also by how close their mean colour is to its
