@@ -144,8 +144,8 @@ def estimate_conv_memory(
     n: int, classes: int, height: int, width: int, params: ConvCRFParams, value_bytes: int = 4
 ) -> int:
     """Bytes :func:`conv_crf` needs: six N×C×H×W buffers, the upsampling (four cells and
-    their weights a pixel), and on the coarse grid the weight maps of both kernels (three sets
-    while they are built) and Q and messages."""
+    their weights a pixel), and on the coarse grid the weight maps of both kernels and
+    of their weighted sum, and Q and messages."""
     coarse = math.ceil(height / params.downsample) * math.ceil(width / params.downsample)
     maps = 3 * params.window**2 * coarse
     values = 6 * classes * height * width + maps + 4 * classes * coarse
