@@ -228,13 +228,14 @@ def run_timing(args: argparse.Namespace, console: Console) -> None:
         rows.append((name, f"first call, {threads}", args.device, 1, first, None))
     # one at a time and in batches, the PyTorch CRFs interleaved so that a shared
     # machine's load falls on all alike, each its best of --rounds
-    contenders = [("densecrf_torch", threads, torch_crf), ("convcrf", threads, conv_crf)]
-    for window, how in ((11, "window 11 (its default)"), (7, "window 7 (its demo)")):
-        reference_crf = ReferenceConvCRF(filter_size=window, iterations=args.iterations)
-        contenders.append(("ConvCRF reference", how, reference_crf))
+    segkit_crfs = [("densecrf_torch", threads, torch_crf), ("convcrf", threads, conv_crf)]
+    # the reference implementation refines one image at a time: timed in batches of 1 only
+    references = [
+        ("ConvCRF reference", how, ReferenceConvCRF(filter_size=window, iterations=args.iterations))
+        for window, how in ((11, "window 11 (its default)"), (7, "window 7 (its demo)"))
+    ]
     for batch in sorted({1, args.batch}):
-        # the reference implementation refines one image at a time
-        runs = [c for c in contenders if batch == 1 or c[0] != "ConvCRF reference"]
+        runs = segkit_crfs + (references if batch == 1 else [])
         best: dict[int, tuple[float, torch.Tensor]] = {}
         for _ in range(args.rounds):
             for index, (_, _, crf) in enumerate(runs):
