@@ -4,11 +4,13 @@ gradients, accuracy on noisy scenes, bad input and the command line."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 from segkit_plugins.crf import ConvCRFParams, conv_crf
+from segkit_plugins.crf import conv as segkit_conv
 
 import segkit
 from segkit import ConfigError, DataError
@@ -21,7 +23,9 @@ from .test_refine import two_halves
 def direct_conv_crf(unary: np.ndarray, image: np.ndarray, params: ConvCRFParams) -> np.ndarray:
     """The convolutional CRF at full resolution (downsample 1), pixel by pixel: the
     truncated kernels, their symmetric normalisation D^-½ K D^-½ (D counting the pixel
-    itself), Potts messages from the other pixels of the window, mean-field updates."""
+    itself), Potts messages from the other pixels of the window, mean-field updates.
+    Beyond ``dense_radius`` pixels from the centre only the offsets with both
+    coordinates even take part, each weighing as four."""
     height, width = unary.shape[1:]
     half = params.window // 2
     rgb = image.astype(np.float64)
@@ -38,24 +42,29 @@ def direct_conv_crf(unary: np.ndarray, image: np.ndarray, params: ConvCRFParams)
     def window(y: int, x: int):
         for v in range(max(0, y - half), min(height, y + half + 1)):
             for u in range(max(0, x - half), min(width, x + half + 1)):
-                if (v, u) != (y, x):
-                    yield v, u
+                dy, dx = v - y, u - x
+                if (v, u) == (y, x):
+                    continue
+                if max(abs(dy), abs(dx)) <= params.dense_radius:
+                    yield v, u, 1.0
+                elif dy % 2 == 0 and dx % 2 == 0:
+                    yield v, u, 4.0
 
     degree = np.ones((2, height, width))
     for y in range(height):
         for x in range(width):
-            for v, u in window(y, x):
-                degree[:, y, x] += kernels(y, x, v, u)
+            for v, u, count in window(y, x):
+                degree[:, y, x] += count * np.array(kernels(y, x, v, u))
     weights = (params.gaussian_compat, params.bilateral_compat)
     q = np.exp(-unary) / np.exp(-unary).sum(0)
     for _ in range(params.iterations):
         message = np.zeros_like(q)
         for y in range(height):
             for x in range(width):
-                for v, u in window(y, x):
+                for v, u, count in window(y, x):
                     for k, value in enumerate(kernels(y, x, v, u)):
                         norm = math.sqrt(degree[k, y, x] * degree[k, v, u])
-                        message[:, y, x] += weights[k] * value / norm * q[:, v, u]
+                        message[:, y, x] += weights[k] * count * value / norm * q[:, v, u]
         logits = message - unary
         q = np.exp(logits - logits.max(0)) / np.exp(logits - logits.max(0)).sum(0)
     return q
@@ -76,6 +85,21 @@ def test_full_resolution_matches_the_direct_computation():
     q = conv_crf(unary[None], image[None], params)[0]
     expected = direct_conv_crf(unary.numpy(), image.numpy(), params)
     np.testing.assert_allclose(q.numpy(), expected, rtol=1e-9, atol=1e-12)
+
+
+def test_a_sampled_outer_ring_matches_the_direct_computation():
+    image, probs, _ = scene(1, height=12, width=13)
+    params = ConvCRFParams(
+        iterations=2, window=9, dense_radius=1, downsample=1, bilateral_sxy=6, bilateral_srgb=30
+    )
+    unary = -probs.double().log()
+    q = conv_crf(unary[None], image[None], params)[0]
+    expected = direct_conv_crf(unary.numpy(), image.numpy(), params)
+    np.testing.assert_allclose(q.numpy(), expected, rtol=1e-9, atol=1e-12)
+    # 3×3 dense, then the even offsets of the 9×9 window: 8 + (25 - 1) products
+    assert len(segkit_conv.window_offsets(9, 1)) == 8 + 24
+    full = conv_crf(unary[None], image[None], replace(params, dense_radius=4))[0]
+    assert not torch.allclose(q, full, atol=1e-3)  # the sampling is no mere no-op
 
 
 def test_a_batch_equals_its_images_one_by_one():
@@ -147,7 +171,7 @@ def test_a_pixel_unlike_every_nearby_cell_still_takes_messages():
 def test_defaults_are_documented():
     crf = segkit.build_postprocessor("convcrf")
     assert crf.params == ConvCRFParams()
-    assert (crf.params.window, crf.params.downsample) == (11, 4)
+    assert (crf.params.window, crf.params.downsample) == (13, 3)
 
 
 @pytest.mark.skipif(not EXAMPLES.is_dir(), reason="densecrf_examples folder not present")
@@ -177,6 +201,7 @@ def test_gains_on_a_real_photograph_with_degraded_unaries():
     [
         ({"window": 4}, "window must be an odd size"),
         ({"window": 1}, "window must be an odd size"),
+        ({"dense_radius": -1}, "dense_radius must be at least 0"),
         ({"downsample": 0}, "downsample must be at least 1"),
         ({"iterations": -1}, "iterations must be >= 0"),
         ({"bilateral_srgb": 0.0}, "bilateral_srgb must be a positive width"),
@@ -189,7 +214,7 @@ def test_bad_parameters_are_config_errors(params, message):
 
 def test_a_window_larger_than_the_image_is_a_data_error():
     images, probs, _ = batch([1], height=6, width=30)
-    with pytest.raises(DataError, match=r"window 11 is larger than the 6×30 image.*at most 5"):
+    with pytest.raises(DataError, match=r"window 13 is larger than the 6×30 image.*at most 5"):
         segkit.build_postprocessor("convcrf")(probs, images)
     assert segkit.build_postprocessor("convcrf", window=5)(probs, images).shape == probs.shape
 
@@ -205,5 +230,9 @@ def test_command_line_bad_window_is_one_line_exit_2(tmp_path, capsys):
     assert main([*argv, "--window", "41"]) == 2
     err = capsys.readouterr().err.strip()
     assert "window 41 is larger than the 40×64 image" in err and len(err.splitlines()) == 1
-    assert main([*argv, "--window", "5", "--downsample", "2"]) == 0
+    assert main([*argv, "--dense-radius", "-1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "dense_radius must be at least 0" in err and len(err.splitlines()) == 1
+    assert not out.exists()
+    assert main([*argv, "--window", "5", "--downsample", "2", "--dense-radius", "1"]) == 0
     assert out.is_file()

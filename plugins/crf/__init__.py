@@ -92,6 +92,12 @@ def register_postprocessors(register):
             ),
             Param("window", int, _CONV_DEFAULTS.window, "odd window size k: kernels are k×k"),
             Param(
+                "dense_radius",
+                int,
+                _CONV_DEFAULTS.dense_radius,
+                "cells around the centre that all pass messages; beyond, every second",
+            ),
+            Param(
                 "downsample",
                 int,
                 _CONV_DEFAULTS.downsample,
