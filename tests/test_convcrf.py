@@ -119,11 +119,13 @@ def test_zero_iterations_is_the_softmax_of_the_unaries():
     torch.testing.assert_close(out, probs, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("downsample", [1, 3])
-def test_gradient_matches_finite_differences(downsample):
+@pytest.mark.parametrize(("downsample", "dense_radius"), [(1, 3), (3, 3), (1, 0)])
+def test_gradient_matches_finite_differences(downsample, dense_radius):
     images, probs, _ = batch([5], height=9, width=11)
     unary = (-probs.double().log()).requires_grad_()
-    params = ConvCRFParams(iterations=2, window=5, downsample=downsample, bilateral_sxy=20)
+    params = ConvCRFParams(
+        iterations=2, window=5, dense_radius=dense_radius, downsample=downsample, bilateral_sxy=20
+    )
     crf = lambda u: conv_crf(u, images, params)  # noqa: E731
     assert torch.autograd.gradcheck(crf, (unary,), fast_mode=True)
 
