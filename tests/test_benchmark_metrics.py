@@ -89,3 +89,23 @@ def test_specks_are_ignored_in_the_mean_iou(crf_benchmark) -> None:
     probs = torch.nn.functional.one_hot(speckless.clamp_min(0), 2).permute(0, 3, 1, 2).float()
     assert crf_benchmark.mean_iou(probs, speckless) == 1.0
     assert crf_benchmark.mean_iou(probs, labels) == pytest.approx((1599 / 1600 + 400 / 401) / 2)
+
+
+def test_human_marks_take_the_outputs_colour_order(crf_benchmark, tmp_path, monkeypatch) -> None:
+    from PIL import Image
+
+    green, red = (0, 128, 0), (128, 0, 0)  # green sorts first: it is class 0
+    out = np.zeros((4, 6, 3), np.uint8)
+    out[:, :3], out[:, 3:] = red, green
+    marks = out.copy()
+    marks[:, 2:4] = 0  # unmarked
+    marks[0, 0] = green  # a mark that disagrees with the output
+    Image.fromarray(np.zeros_like(out)).save(tmp_path / "im1.png")
+    Image.fromarray(out).save(tmp_path / "out1.png")
+    Image.fromarray(marks).save(tmp_path / "anno1.png")
+    monkeypatch.setattr(crf_benchmark, "EXAMPLES", tmp_path)
+    labels = crf_benchmark.annotation_labels(2, 4, 6)
+    expected = np.array([[0, 1, -1, -1, 0, 0]] + [[1, 1, -1, -1, 0, 0]] * 3)
+    assert labels.shape == (2, 4, 6)
+    np.testing.assert_array_equal(labels[0].numpy(), expected)
+    np.testing.assert_array_equal(labels[1].numpy(), expected)  # the photographs cycle
