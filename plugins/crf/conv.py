@@ -230,13 +230,14 @@ class ConvMessages:
         self.window = params.window
         self.dense_radius = params.dense_radius
         self.downsample = params.downsample
+        # listed once: every mean-field update walks them
+        self._offsets = [(dy, dx) for dy, dx, _ in window_offsets(self.window, self.dense_radius)]
         self.shape = (images.shape[0], *images.shape[-2:])
         with torch.no_grad():
             colours = self._pool(images.to(dtype)) / params.bilateral_srgb
             n, _, height, width = colours.shape
             # offset-major N×1×h×w maps: each offset's weights broadcast over the classes
-            count = len(self.offsets())
-            self.gaussian = colours.new_empty(count, n, 1, height, width)
+            self.gaussian = colours.new_empty(len(self._offsets), n, 1, height, width)
             self.bilateral = torch.empty_like(self.gaussian)
             padded_colours = self._padded(colours)
             padded_inside = self._padded(torch.ones_like(colours[:, :1]))
@@ -264,7 +265,8 @@ class ConvMessages:
                 self.upsampling = edge_aware_upsampling(full, colours, self.downsample)
 
     def offsets(self) -> list[tuple[int, int]]:
-        return [(dy, dx) for dy, dx, _ in window_offsets(self.window, self.dense_radius)]
+        """The offsets (dy, dx) that pass messages, in the order of the weight maps."""
+        return self._offsets
 
     def kernel(self, weights: Tensor) -> Tensor:
         """(offsets)×N×1×h×w: the weight of the neighbour at each offset, both kernels."""
