@@ -228,10 +228,10 @@ class ConvMessages:
         self, images: Tensor, params: ConvCRFParams, dtype: torch.dtype = torch.float32
     ) -> None:
         self.window = params.window
-        self.dense_radius = params.dense_radius
         self.downsample = params.downsample
-        # listed once: every mean-field update walks them
-        self._offsets = [(dy, dx) for dy, dx, _ in window_offsets(self.window, self.dense_radius)]
+        # listed once: the weight maps are built along them, every update walks them
+        self._sampled = window_offsets(self.window, params.dense_radius)
+        self._offsets = [(dy, dx) for dy, dx, _ in self._sampled]
         self.shape = (images.shape[0], *images.shape[-2:])
         with torch.no_grad():
             colours = self._pool(images.to(dtype)) / params.bilateral_srgb
@@ -301,10 +301,9 @@ class ConvMessages:
         dx = -half), where they lie in :meth:`offsets`, and how many offsets each
         stands for."""
         half = self.window // 2
-        offsets = window_offsets(self.window, self.dense_radius)
         rows, start = [], 0
         for dy in range(-half, half + 1):
-            in_row = [(dx, stands_for) for y, dx, stands_for in offsets if y == dy]
+            in_row = [(dx, stands_for) for y, dx, stands_for in self._sampled if y == dy]
             if in_row:
                 columns = [dx + half for dx, _ in in_row]
                 used = slice(start, start + len(columns))
