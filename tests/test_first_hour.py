@@ -17,8 +17,7 @@ import pytest
 from PIL import Image
 from rich.console import Console
 
-from segkit import cli
-from segkit.cli import build_parser, main
+from segkit.cli import build_parser, main, terminal
 from segkit.core import load_plugins
 from segkit.infer.segmenter import Prediction, PredictionPair
 from segkit.report import LogProgress, curves_figure, progress_display, write_prediction
@@ -75,7 +74,7 @@ def test_a_terminal_keeps_the_rich_bars():
 
 
 def test_plugins_at_80_columns_wrap_escape_and_mark_required(capsys, monkeypatch, registry):
-    monkeypatch.setattr(cli, "console", Console(width=80, file=sys.stdout))
+    monkeypatch.setattr(terminal, "console", Console(width=80, file=sys.stdout))
     assert main(["plugins"]) == 0
     out = capsys.readouterr().out
     assert "…" not in out  # wrapped, never cut
@@ -166,7 +165,7 @@ def test_summary_on_a_fresh_machine(tmp_path, monkeypatch, capsys, config, total
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cli, "console", Console(width=120, file=sys.stdout))
+    monkeypatch.setattr(terminal, "console", Console(width=120, file=sys.stdout))
     assert main(["summary", str(ROOT / config), "--input", "3x64x64"]) == 0
     assert f"Total params: {total}" in capsys.readouterr().out
     assert list(tmp_path.iterdir()) == []  # nothing downloaded or written

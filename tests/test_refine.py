@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from segkit import ConfigError, DataError, PluginError
-from segkit.core import get_plugins
+from segkit.cli import refine as refine_command
 from segkit.infer import refine
 
 EXAMPLES = Path(
@@ -29,13 +29,13 @@ RED, GREEN, BLUE = (200, 30, 30), (30, 160, 40), (20, 40, 190)
 def parse(*argv: str | Path) -> argparse.Namespace:
     """The arguments as `segkit refine` reads them: its own, then the post-processor's."""
     parser = argparse.ArgumentParser()
-    refine.add_arguments(parser)
+    refine_command.add_arguments(parser)
     args, args.options = parser.parse_known_args([str(a) for a in argv])
     return args
 
 
 def run_refine(args: argparse.Namespace) -> int:
-    return refine.run(args, get_plugins().registry)
+    return refine_command.run(args)
 
 
 def two_halves(tmp_path: Path, height: int = 40, width: int = 64):

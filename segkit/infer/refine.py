@@ -1,170 +1,69 @@
-"""``segkit refine IMAGE LABELS --out OUT``: sharpen a rough label image with a dense CRF.
+"""Sharpen a rough label image with a dense CRF (``segkit refine IMAGE LABELS --out OUT``).
 
 It works as pydensecrf's own example does.  Every colour of LABELS is a class and
 black means "unknown"; a labelled pixel gets probability ``--gt-prob`` (0.7) for its
 class and shares the rest evenly among the others, an unknown pixel gets uniform
 probabilities.  A post-processor (``densecrf`` or ``densecrf_torch``) refines these
 with the photograph, and every pixel takes the colour of its most probable class.
-Kernel defaults are the example's: 5 iterations, Gaussian sxy 3 compat 3, bilateral
-sxy 80 srgb 13 compat 10.
+``segkit refine`` uses the example's kernel parameters by default.
 """
 
 from __future__ import annotations
 
-import argparse
-import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from segkit.core.config import parse_value
 from segkit.core.errors import ConfigError, DataError
-from segkit.core.outputs import check_outputs, write_bytes_atomically
-from segkit.core.ranges import Range
-from segkit.core.registry import Registry
-from segkit.infer.budget import (
-    DEFAULT_CRF_ITERATIONS,
-    MAX_MEGAPIXELS,
-    Work,
-    check_size,
-    header_size,
-)
+from segkit.infer.budget import header_size
 
 if TYPE_CHECKING:
     import torch
 
-# PyTorch loads when a refinement runs, not when the CLI builds its parser from here.
-
-#: pydensecrf's example values, which differ from DeepLab's VOC defaults; they apply to
-#: the parameters of that name the chosen post-processor has.
-EXAMPLE_KERNELS = {
-    "iterations": 5,
-    "gaussian_sxy": 3.0,
-    "gaussian_compat": 3.0,
-    "bilateral_sxy": 80.0,
-    "bilateral_srgb": 13.0,
-    "bilateral_compat": 10.0,
-}
+# PyTorch loads when a refinement runs.
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The arguments of ``segkit refine``; the post-processor's own come as ``--name VALUE``."""
-    parser.add_argument("image", type=Path, help="the photograph (RGB; any format Pillow reads)")
-    parser.add_argument(
-        "labels",
-        type=Path,
-        help="rough annotation of the same size: a colour per class, black = unknown",
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        required=True,
-        help="where to write the refined labels (an image file, e.g. refined.png)",
-    )
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace an existing --out file (never IMAGE or LABELS)",
-    )
-    parser.add_argument(
-        "--postprocessor",
-        default="densecrf",
-        metavar="NAME",
-        help="densecrf (pydensecrf, default) or densecrf_torch (PyTorch)",
-    )
-    parser.add_argument(
-        "--max-megapixels",
-        type=float,
-        default=MAX_MEGAPIXELS,
-        metavar="MP",
-        help=f"refuse larger images: the CRF's memory and time grow with the pixels "
-        f"(default {MAX_MEGAPIXELS:g})",
-    )
-    parser.add_argument(
-        "--gt-prob",
-        type=float,
-        default=0.7,
-        help="probability given to a labelled pixel's own class (default 0.7)",
-    )
-    parser.epilog = (
-        "Any parameter of the post-processor is an option: --iterations 5, --bilateral-sxy 80, "
-        "--device cpu ... (`segkit plugins` lists them).  Defaults: pydensecrf's example kernels "
-        + ", ".join(f"{k} {v:g}" for k, v in EXAMPLE_KERNELS.items())
-        + "; the post-processor's own defaults otherwise."
-    )
+@dataclass(frozen=True)
+class Annotation:
+    """A rough label image split into classes: every colour but black is one."""
+
+    colors: np.ndarray  # K×3 uint8, sorted by 0xRRGGBB, black left out
+    labels: np.ndarray  # H×W: 1..K for the classes and 0 for black if black is present
+    has_unknown: bool  # whether black (unknown) is present
+
+    @property
+    def classes(self) -> int:
+        return len(self.colors)
 
 
-def postprocessor_options(options: list[str]) -> dict[str, Any]:
-    """Post-processor options as parameters: ``--bilateral-sxy 80 --device=cpu`` gives
-    ``{"bilateral_sxy": 80, "device": "cpu"}`` (values in TOML syntax)."""
-    params: dict[str, Any] = {}
-    items = iter(options)
-    for item in items:
-        if not item.startswith("--") or len(item) < 3:
-            raise ConfigError(
-                f"unexpected argument '{item}'; post-processor options are --name VALUE"
-            )
-        name, sep, text = item[2:].partition("=")
-        if not sep:
-            text = next(items, None)
-            if text is None:
-                raise ConfigError(f"option {item} needs a value, e.g. {item} 5")
-        params[name.replace("-", "_")] = parse_value(text)
-    return params
+def read_annotation(path: Path) -> Annotation:
+    """The annotation in ``path``, or a :class:`DataError` when it cannot be one."""
+    annotation = Annotation(*split_colors(read_rgb(path, "labels")))
+    check_label_colours(path, annotation.colors)
+    return annotation
 
 
-def run(args: argparse.Namespace, registry: Registry) -> int:
-    """Refine ``args.labels`` with ``args.image`` and write ``args.out``; returns 0.
+def refine_labels(
+    image: np.ndarray, annotation: Annotation, postprocessor: Any, gt_prob: float
+) -> tuple[np.ndarray, float]:
+    """The annotation refined with ``image`` (H×W×3 uint8) by ``postprocessor``.
 
-    ``args.options`` holds the post-processor's options, as :func:`postprocessor_options`
-    reads them.
+    Returns the refined label image in the annotation's colours and the share of the
+    labelled pixels whose class changed.
     """
     import torch
-    from rich.console import Console
 
-    from segkit.infer.postprocess import build_postprocessor
-
-    err_console = Console(stderr=True)
-
-    component = registry.get("postprocessor", args.postprocessor)
-    own = {p.name for p in component.params}
-    params = {k: v for k, v in EXAMPLE_KERNELS.items() if k in own}
-    params.update(postprocessor_options(getattr(args, "options", [])))
-    component.bind(params)  # an unknown option or a wrong type fails before any work
-    if not 0 < args.gt_prob < 1:
-        raise ConfigError(f"--gt-prob must lie strictly between 0 and 1, got {args.gt_prob}")
-    Range(0, integer=False, low_open=True).check(args.max_megapixels, "--max-megapixels")
-    out_format = image_format(args.out)
-    width, height = _same_size(args.image, args.labels)  # the inputs exist and fit
-    check_outputs([args.out], [args.image, args.labels], getattr(args, "overwrite", False))
-    annotation = read_rgb(args.labels, "labels")
-    colors, labels, has_unknown = split_colors(annotation)
-    check_label_colours(args.labels, colors)
-    work = Work(False, params.get("iterations", DEFAULT_CRF_ITERATIONS), len(colors))
-    note = check_size(
-        str(args.image), width, height, work, args.max_megapixels, ("downscale the images",)
-    )
-    if note:
-        err_console.print(note, markup=False, highlight=False, soft_wrap=True)
-    image = read_rgb(args.image, "image")
-    probs = probabilities_from_labels(labels, len(colors), args.gt_prob, has_unknown)
-    postprocessor = build_postprocessor(args.postprocessor, registry, **params)
+    labels, has_unknown = annotation.labels, annotation.has_unknown
+    probs = probabilities_from_labels(labels, annotation.classes, gt_prob, has_unknown)
     images = torch.from_numpy(image).permute(2, 0, 1)[None]
-    with err_console.status(f"refining {width}×{height} with {args.postprocessor}"):
-        refined = postprocessor(probs, images)
-    result = colors[refined[0].argmax(0).cpu().numpy()]
-    buffer = io.BytesIO()
-    Image.fromarray(result).save(buffer, format=out_format)
-    write_bytes_atomically(args.out, buffer.getvalue())
+    refined = postprocessor(probs, images)[0].argmax(0).cpu().numpy()
     labelled = labels > 0 if has_unknown else np.ones(labels.shape, dtype=bool)
-    changed = float((result != annotation).any(2)[labelled].mean())
-    print(
-        f"{args.out}: {len(colors)} classes, {args.postprocessor}, "
-        f"{100 * changed:.1f}% of labelled pixels changed"
-    )
-    return 0
+    given = labels - 1 if has_unknown else labels
+    changed = float((refined != given)[labelled].mean())
+    return annotation.colors[refined], changed
 
 
 def image_format(path: Path) -> str:
@@ -201,7 +100,7 @@ def check_label_colours(path: Path, colors: np.ndarray) -> None:
         )
 
 
-def _same_size(image: Path, labels: Path) -> tuple[int, int]:
+def same_size(image: Path, labels: Path) -> tuple[int, int]:
     """The photograph's (width, height), from the headers: the annotation must match it."""
     size, label_size = header_size(image, "image"), header_size(labels, "labels")
     if size != label_size:
