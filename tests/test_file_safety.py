@@ -11,6 +11,9 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import socket
+import stat
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +94,7 @@ def test_predict_replaces_earlier_files_only_with_overwrite(checkpoint, tmp_path
     assert Image.open(out / "p_panel.png").size[0] > 40  # a panel again
 
 
-def test_overwrite_replaces_a_link_not_the_file_it_points_to(checkpoint, tmp_path, capsys):
+def test_a_link_among_the_outputs_is_refused_even_with_overwrite(checkpoint, tmp_path, capsys):
     photo = save_photo(tmp_path / "in" / "p.png")
     precious = tmp_path / "precious.png"
     precious.write_bytes(b"not to be touched")
@@ -99,11 +102,106 @@ def test_overwrite_replaces_a_link_not_the_file_it_points_to(checkpoint, tmp_pat
     out.mkdir()
     (out / "p_mask.png").symlink_to(precious)
     argv = ["predict", str(checkpoint), str(photo), "--out", str(out)]
-    assert main(argv) == 2
-    one_error_line(capsys, "p_mask.png", "already exists")
-    assert main([*argv, "--overwrite"]) == 0
-    assert precious.read_bytes() == b"not to be touched"
-    assert not (out / "p_mask.png").is_symlink()
+    before = folder_state(tmp_path)
+    for extra in ([], ["--overwrite"]):
+        assert main([*argv, *extra]) == 2
+        one_error_line(capsys, "p_mask.png", "symbolic link")
+    assert folder_state(tmp_path) == before
+    assert (out / "p_mask.png").is_symlink()
+
+
+def stream_reader(fifo: Path) -> tuple[threading.Thread, list[bytes]]:
+    """A thread that reads ``fifo`` to its end, as a pipe's other side would."""
+    received: list[bytes] = []
+
+    def read() -> None:
+        with open(fifo, "rb") as stream:
+            received.append(stream.read())
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread, received
+
+
+@pytest.mark.parametrize("through_link", [False, True])
+def test_a_fifo_output_is_written_as_a_stream_not_replaced(tmp_path, through_link):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    target = fifo
+    if through_link:  # as /dev/stdout links to the process's own descriptor
+        target = tmp_path / "stdout"
+        target.symlink_to(fifo)
+    check_outputs([target])  # nothing is replaced, so no --overwrite is needed
+    thread, received = stream_reader(fifo)
+    outputs.write_text_atomically(target, "{}")
+    thread.join(10)
+    assert received == [b"{}"]
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert os.path.islink(target) == through_link
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted({"pipe", target.name})
+
+
+def test_a_character_device_output_stays_a_device(tmp_path):
+    device = tmp_path / "null"
+    try:
+        os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # what /dev/null is
+    except (PermissionError, OSError) as exc:
+        pytest.skip(f"cannot create a device node here ({exc})")
+    outputs.write_bytes_atomically(device, b"x" * 100)
+    assert stat.S_ISCHR(os.lstat(device).st_mode)
+    assert [p.name for p in tmp_path.iterdir()] == ["null"]
+
+
+def test_special_files_and_dangling_links_are_refused(tmp_path):
+    dangling = tmp_path / "gone.json"
+    dangling.symlink_to(tmp_path / "nowhere")
+    with pytest.raises(OutputError, match="symbolic link"):
+        check_outputs([dangling], overwrite=True)
+    with pytest.raises(OutputError, match="symbolic link"):
+        outputs.write_text_atomically(dangling, "{}")
+    assert not (tmp_path / "nowhere").exists()
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(tmp_path / "sock"))
+    try:
+        with pytest.raises(OutputError, match="device or socket"):
+            check_outputs([tmp_path / "sock"], overwrite=True)
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_new_files_follow_the_umask_and_replaced_ones_keep_their_mode(tmp_path, umask, mode):
+    previous = os.umask(umask)
+    try:
+        outputs.write_text_atomically(tmp_path / "new.json", "{}")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(os.stat(tmp_path / "new.json").st_mode) == mode
+    kept = tmp_path / "kept.json"
+    kept.write_text("old")
+    kept.chmod(0o640)
+    outputs.write_text_atomically(kept, "new")
+    assert stat.S_IMODE(os.stat(kept).st_mode) == 0o640
+
+
+def test_check_outputs_is_linear_in_the_number_of_files(tmp_path, monkeypatch):
+    """Each input and output is looked at a fixed number of times, however many there are."""
+    inputs = []
+    for i in range(300):
+        path = tmp_path / f"{i}.png"
+        path.write_bytes(b"")
+        inputs.append(path)
+    outputs_ = [tmp_path / "out" / f"{i}_{kind}.png" for i in range(300) for kind in "abc"]
+    calls = {"stat": 0}
+    real_stat = os.stat
+
+    def counting_stat(*args, **kwargs):
+        calls["stat"] += 1
+        return real_stat(*args, **kwargs)
+
+    monkeypatch.setattr(outputs.os, "stat", counting_stat)
+    check_outputs(outputs_, inputs)
+    assert calls["stat"] <= len(inputs) + len(outputs_)
 
 
 def test_output_names_from_inputs_stay_in_their_folder(tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -68,21 +69,79 @@ def explained_write_errors(path: Path) -> Iterator[None]:
 def write_atomically(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
     """Write ``path`` through ``write(file)``: to a temporary file beside it, then renamed.
 
-    A failure leaves the previous file (or none) in place, never half a file, and a
-    symbolic link at ``path`` is replaced rather than followed.
+    A failure leaves the previous file (or none) in place, never half a file.  The
+    temporary file has an unpredictable name and is created exclusively, so a link
+    planted in the folder cannot redirect it.  A character device or a FIFO at
+    ``path`` (``/dev/null``, ``/dev/stdout``) is written as a stream; a symbolic link
+    to anything else, or another kind of special file, is refused, never replaced.
     """
     path = Path(path)
+    if output_kind(path) == "stream":
+        with explained_write_errors(path), open(path, "wb") as stream:
+            write(stream)
+        return path
     with explained_write_errors(path):
         path.parent.mkdir(parents=True, exist_ok=True)
+        mode = _mode_for(path)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as file:
                 write(file)
+            os.chmod(tmp, mode)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
     return path
+
+
+def _mode_for(path: Path) -> int:
+    """The permissions a new ``path`` gets: the replaced file's, else what the umask allows
+    (``mkstemp`` creates its files readable by their owner alone)."""
+    try:
+        return stat.S_IMODE(os.stat(path, follow_symlinks=False).st_mode)
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
+def output_kind(path: Path, option: str = "--out") -> str:
+    """What writing ``path`` means: ``"new"``, ``"file"`` (an existing regular file, to be
+    replaced whole) or ``"stream"`` (a character device or FIFO, written in place).
+
+    Anything else is an :class:`OutputError`: a folder, a block device or socket, and a
+    symbolic link that does not lead to a stream, since replacing a link or writing
+    through it would change a file the command was not given.
+    """
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return "new"
+    except OSError as exc:
+        raise write_error(path, exc) from None
+    if stat.S_ISREG(info.st_mode):
+        return "file"
+    if stat.S_ISDIR(info.st_mode):
+        raise OutputError(f"{path} is a folder; choose another {option}")
+    if stat.S_ISLNK(info.st_mode):
+        try:
+            target = os.stat(path)
+        except OSError:
+            target = None
+        if target is not None and _is_stream(target.st_mode):
+            return "stream"
+        raise OutputError(
+            f"{path} is a symbolic link; segkit neither replaces links nor writes through "
+            f"them: remove the link or choose another {option}"
+        )
+    if _is_stream(info.st_mode):
+        return "stream"
+    raise OutputError(f"{path} is a device or socket, not a file; choose another {option}")
+
+
+def _is_stream(mode: int) -> bool:
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
 
 
 def write_bytes_atomically(path: Path, data: bytes) -> Path:
@@ -153,11 +212,13 @@ def is_read_only(folder: Path) -> bool:
         return False
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """The (device, inode) of the file ``path`` leads to, or ``None`` when there is none."""
     try:
-        return os.path.samefile(a, b)
+        info = os.stat(path)
     except OSError:
-        return a.resolve() == b.resolve()
+        return None
+    return info.st_dev, info.st_ino
 
 
 def check_outputs(
@@ -169,9 +230,15 @@ def check_outputs(
     """Refuse, before any work, outputs that would replace a file they must not.
 
     An output may never be one of ``inputs``, nor be written twice by the same call;
-    it may replace an existing file only with ``overwrite``, and never a folder.
+    it may replace an existing file only with ``overwrite``, and never a folder, a link
+    or a special file (a character device or FIFO is written to as a stream).  Each
+    path is looked at once, so ten thousand inputs cost ten thousand look-ups.
     """
-    inputs = [Path(p) for p in inputs]
+    input_ids: dict[tuple[int, int], Path] = {}
+    for source in map(Path, inputs):
+        found = _file_id(source)
+        if found is not None:
+            input_ids.setdefault(found, source)
     seen: dict[str, Path] = {}
     for output in map(Path, outputs):
         key = os.path.normcase(os.path.abspath(output)).casefold()
@@ -181,15 +248,17 @@ def check_outputs(
                 f"give the inputs different names or predict them in separate calls"
             )
         seen[key] = output
-        for source in inputs:
-            if source.exists() and _same_file(output, source):
-                raise OutputError(
-                    f"{output} is also an input of this command ({source}); "
-                    f"choose another {out_option} so that the input is kept"
-                )
-        if output.is_dir():
-            raise OutputError(f"{output} is a folder; choose another {out_option}")
-        if os.path.lexists(output) and not overwrite:
+        kind = output_kind(output, out_option)
+        if kind == "new":
+            continue
+        identity = _file_id(output)
+        source = input_ids.get(identity) if identity is not None else None
+        if source is not None:
+            raise OutputError(
+                f"{output} is also an input of this command ({source}); "
+                f"choose another {out_option} so that the input is kept"
+            )
+        if kind == "file" and not overwrite:
             raise OutputError(
                 f"{output} already exists; add --overwrite to replace it, "
                 f"or choose another {out_option}"
