@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from segkit.cli import main
 from segkit.core.interrupts import Interrupted, stop_on_signals, uninterruptible
@@ -20,6 +22,7 @@ from segkit.model import checkpoint as checkpoint_module
 from segkit.model import load_checkpoint
 from segkit.model.checkpoint import save_checkpoint
 
+from .infer_fixtures import random_image, tiny_checkpoint
 from .tiny import write_tiny_config
 
 # --- the signal handling itself -------------------------------------------------------
@@ -182,3 +185,42 @@ def test_stops_at_every_phase_keep_a_resumable_run(tmp_path, earlier_run):
     assert line.startswith("interrupted by SIGINT during prediction; ")
     assert {k: v for k, v in _hashes(run_dir).items() if k in kept} == kept
     assert _hashes(earlier_run) == earlier
+
+
+def test_an_interrupted_predict_says_what_it_kept(tmp_path, registry):
+    """Ctrl-C in the middle of a folder: the images done have all their files, no
+    temporary file is left, and the one line says how many were done and where."""
+    checkpoint = tiny_checkpoint(tmp_path, registry, extra=CRF)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for index in range(150):
+        Image.fromarray(random_image(96, 128, seed=index)).save(photos / f"{index:03}.png")
+    out = tmp_path / "out"
+    log, err = tmp_path / "predict.log", tmp_path / "predict.err"
+    args = [sys.executable, "-m", "segkit", "predict", str(checkpoint), str(photos)]
+    args += ["--out", str(out), "--batch-size", "1"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with log.open("w") as stdout, err.open("w") as stderr:
+        process = subprocess.Popen(args, stdout=stdout, stderr=stderr, env=env)
+    deadline = time.monotonic() + 300
+    while "predicting" not in log.read_text():
+        assert process.poll() is None, err.read_text()[-2000:]
+        assert time.monotonic() < deadline, "predict never started"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=120) == 130
+    lines = [line for line in err.read_text().splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    match = re.fullmatch(
+        r"interrupted by SIGINT while predicting; (\d+) of 150 image\(s\) predicted, their "
+        r"files complete in (.+); the others were not written",
+        lines[0],
+    )
+    assert match and match.group(2) == str(out), lines[0]
+    done = int(match.group(1))
+    assert 1 <= done < 150
+    written = sorted(p.name for p in out.iterdir())
+    stems = sorted({name.rsplit("_", 1)[0] for name in written})
+    assert len(stems) == done
+    kinds = ("mask", "overlay", "panel")
+    assert written == sorted(f"{stem}_{kind}.png" for stem in stems for kind in kinds)

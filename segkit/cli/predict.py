@@ -63,6 +63,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from segkit.core.interrupts import Interrupted, uninterruptible
     from segkit.core.ranges import Range
     from segkit.data import read_image
     from segkit.infer import Segmenter
@@ -86,26 +87,33 @@ def run(args: argparse.Namespace) -> int:
     segmenter = Segmenter.from_checkpoint(args.checkpoint, args.device, plugins.registry)
     segmenter.inference = inference_settings(args, segmenter.config.predict, segmenter.inference)
     segmenter.inference.check(segmenter.model)
-    check_image_sizes(paths, segmenter, args)
+    sizes = check_image_sizes(paths, segmenter, args)
     prepare_output_dir(args.out, "--out")
     if args.postprocess and not segmenter.postprocessors:
         note = "[yellow]note:[/] the checkpoint's config has no post-processors"
         terminal.err_console.print(note)
-    with progress_display(terminal.console) as progress:
-        task = progress.add_task("predicting", total=len(paths), info="")
-        for batch in batches_by_size(paths, args.batch_size):
-            images = [read_image(path) for path in batch]
-            pairs = segmenter.predict_batch(images, postprocess=args.postprocess)
-            for path, pair in zip(batch, pairs, strict=True):
-                write_prediction(
-                    args.out,
-                    names[path],
-                    pair,
-                    segmenter.palette,
-                    class_names=segmenter.class_names,
-                    save_probs=args.save_probs,
-                )
-            progress.update(task, advance=len(batch))
+    done = 0
+    try:
+        with progress_display(terminal.console) as progress:
+            task = progress.add_task("predicting", total=len(paths), info="")
+            for batch in batches_by_size(sizes, args.batch_size):
+                images = [read_image(path) for path in batch]
+                pairs = segmenter.predict_batch(images, postprocess=args.postprocess)
+                with uninterruptible():  # an image's files are written all or none
+                    for path, pair in zip(batch, pairs, strict=True):
+                        write_prediction(
+                            args.out,
+                            names[path],
+                            pair,
+                            segmenter.palette,
+                            class_names=segmenter.class_names,
+                            save_probs=args.save_probs,
+                        )
+                        done += 1
+                progress.update(task, advance=len(batch))
+    except Interrupted as stop:
+        kept = f"{done} of {len(paths)} image(s) predicted, their files complete in {args.out}"
+        raise stop.explained(f"while predicting; {kept}; the others were not written") from None
     kinds = "_mask.png (label indices), _overlay.png, _panel.png"
     if args.save_probs:
         kinds += ", _probs.npy (float16 C×H×W probabilities)"
@@ -116,8 +124,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_image_sizes(paths: list[Path], segmenter: Any, args: argparse.Namespace) -> None:
-    """Refuse images too large for one go before any work, and say what a large one costs."""
+def check_image_sizes(
+    paths: list[Path], segmenter: Any, args: argparse.Namespace
+) -> dict[Path, tuple[int, int]]:
+    """Each image's (width, height), from its header; images too large for one go are
+    refused before any work, and a large one is told what it costs."""
     from segkit.infer.budget import DEFAULT_CRF_ITERATIONS, Work, check_size, header_size
 
     refined = bool(args.postprocess and segmenter.postprocessors)
@@ -132,8 +143,10 @@ def check_image_sizes(paths: list[Path], segmenter: Any, args: argparse.Namespac
     )
     alternatives = ("--tile 512 (the network in windows)",) if work.whole_image_pass else ()
     alternatives += ("--no-crf",) if refined else ()
+    sizes = {}
     for path in paths:
-        width, height = header_size(path)
+        width, height = sizes[path] = header_size(path)
         note = check_size(str(path), width, height, work, args.max_megapixels, alternatives)
         if note:
             terminal.err_console.print(note, markup=False, highlight=False, soft_wrap=True)
+    return sizes

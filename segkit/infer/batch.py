@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import glob
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-
-from PIL import Image, UnidentifiedImageError
 
 from segkit.core.errors import DataError
 
@@ -44,25 +42,17 @@ def collect_images(inputs: Iterable[str | Path]) -> list[Path]:
     return list(found)
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) of an image file, read from its header only."""
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DataError(f"cannot read image {path}: {exc}") from None
-
-
-def batches_by_size(paths: list[Path], batch_size: int) -> Iterator[list[Path]]:
-    """``paths`` in batches of at most ``batch_size`` images that share one size.
+def batches_by_size(sizes: Mapping[Path, tuple[int, int]], batch_size: int) -> Iterator[list[Path]]:
+    """The images of ``sizes`` (path -> (width, height)) in batches of at most
+    ``batch_size`` images that share one size.
 
     Batches follow the order in which each size first appears.
     """
     if batch_size < 1:
         raise DataError(f"--batch-size must be at least 1, got {batch_size}")
     groups: dict[tuple[int, int], list[Path]] = {}
-    for path in paths:
-        groups.setdefault(image_size(path), []).append(path)
+    for path, size in sizes.items():
+        groups.setdefault(size, []).append(path)
     for group in groups.values():
         for start in range(0, len(group), batch_size):
             yield group[start : start + batch_size]
