@@ -242,3 +242,29 @@ def test_resume_refuses_a_hand_edited_last_checkpoint(kind, finished_run, tmp_pa
     assert message in line and str(last) in line, line
     after = {k: v for k, v in folder_hashes(run_dir).items() if not k.startswith("config.")}
     assert after == kept
+
+
+def test_long_messages_are_shortened_at_a_word_not_in_the_middle_of_one():
+    from segkit.core.errors import first_line
+
+    message = "the file holds " + "a very long explanation " * 20 + "\nand a second line"
+    short = first_line(message, 120)
+    kept = short.removesuffix("…")
+    assert len(short) <= 120 and kept != short
+    assert message.startswith(kept) and message[len(kept)] == " "  # whole words only
+    assert first_line("one line\ntwo") == "one line"
+    assert first_line("x" * 300, 50) == "x" * 49 + "…"  # no space to cut at
+
+
+def test_summary_and_predict_take_the_same_legacy_format_checkpoint(
+    good_checkpoint, tmp_path, capsys
+):
+    """torch.save's older (non-zip) format: predict loads it, so summary must see it."""
+    legacy = tmp_path / "legacy.pt"
+    payload = torch.load(good_checkpoint, weights_only=True)
+    torch.save(payload, legacy, _use_new_zipfile_serialization=False)
+    assert main(["summary", str(legacy), "--input", "3x32x32"]) == 0
+    assert "5 classes" in capsys.readouterr().out
+    photo = tmp_path / "p.png"
+    Image.fromarray(random_image(32, 32)).save(photo)
+    assert main(["predict", str(legacy), str(photo), "--out", str(tmp_path / "out")]) == 0

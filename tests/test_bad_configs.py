@@ -186,6 +186,28 @@ def test_a_base_that_is_a_device_is_refused(tmp_path, capsys):
     assert "dev/null is not a regular file (a device, pipe or socket)" in one_error_line(capsys)
 
 
+def test_a_byte_order_mark_is_named(tmp_path, capsys):
+    config = tmp_path / "c.toml"
+    config.write_bytes("\ufeffname = 'x'\n".encode())
+    assert main(["config", str(config)]) == 2
+    assert "starts with a byte-order mark (BOM)" in one_error_line(capsys)
+
+
+def test_a_set_value_on_several_lines_is_refused_not_cut(tmp_path, capsys):
+    config = write_tiny_config(tmp_path)
+    assert main(["config", str(config), "--set", 'name="a"\ntrain.epochs=9']) == 2
+    assert one_error_line(capsys).startswith("error: --set name: the value")
+
+
+@pytest.mark.parametrize("key", ["train.iterations", "data.batch_size", "eval.tile"])
+def test_an_integer_too_large_for_any_run_is_named(tmp_path, capsys, key):
+    config = write_tiny_config(tmp_path)
+    assert main(["config", str(config), "--set", f"{key}={10**30}"]) == 2
+    line = one_error_line(capsys)
+    expected = f"error: {key} is {10**30}, larger than any run can use (at most 2,147,483,647)"
+    assert line.startswith(expected)
+
+
 def test_range_messages_read_well():
     assert RANGES["eval.tile_overlap"].describe() == "a finite number in [0, 0.9]"
     assert RANGES["train.lr"].describe() == "a finite number > 0"

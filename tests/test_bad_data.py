@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from segkit.cli import main
@@ -57,6 +58,8 @@ def test_predict_flags_are_named(checkpoint, photo, tmp_path, capsys, flags, fra
         (["--max-images", "-1"], "--max-images must be an integer >= 1"),
         (["--tile", "-8"], "--tile must be an integer >= 0"),
         (["--device", "tpu"], "--device: unknown device 'tpu'"),
+        (["--device", "meta"], "--device: segkit computes on cpu, cuda or mps, not on 'meta'"),
+        (["--device", "mps"], "--device is 'mps' but this machine or PyTorch build has no MPS"),
     ],
 )
 def test_eval_flags_are_named(checkpoint, tmp_path, capsys, flags, fragment):
@@ -157,3 +160,14 @@ def test_refine_checks_sizes_from_the_headers(tmp_path, capsys):
     assert main(["refine", str(photo), str(tmp_path / "narrow.png"), "--out", str(out)]) == 2
     assert "narrow.png is 30×24 but" in one_error_line(capsys)
     assert not out.exists()
+
+
+def test_a_gpu_index_beyond_the_visible_ones_is_named(monkeypatch):
+    from segkit.core.errors import SegkitError
+    from segkit.infer.device import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1", what="--device") == torch.device("cuda", 1)
+    with pytest.raises(SegkitError, match=r"^--device: there is no GPU cuda:2 \(2 visible: "):
+        resolve_device("cuda:2", what="--device")

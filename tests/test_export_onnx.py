@@ -75,3 +75,22 @@ def test_export_fcn8s_matches_pytorch(tmp_path, registry, name):
     actual = run_onnx(tmp_path / "m.onnx", images.numpy())
     assert actual.shape == (1, 21, 333, 497)
     np.testing.assert_allclose(actual, expected, atol=1e-4, rtol=0)
+
+
+def test_an_opset_too_old_for_the_network_is_one_line_without_the_graph(tmp_path, capfd, registry):
+    checkpoint = tiny_checkpoint(tmp_path, registry)
+    out = tmp_path / "model.onnx"
+    assert main(["export", str(checkpoint), "--out", str(out), "--opset", "7"]) == 2
+    captured = capfd.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.strip().splitlines()
+    assert line.startswith("error: the network cannot be exported to ONNX opset 7")
+    assert line.endswith("try another --opset or --format torchscript")
+    assert not out.exists()
+
+
+def test_export_into_a_folder_suggests_a_model_file_name(tmp_path, capsys, registry):
+    checkpoint = tiny_checkpoint(tmp_path, registry)
+    assert main(["export", str(checkpoint), "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert f"give a file name such as {tmp_path / 'model.onnx'}" in " ".join(error.split())

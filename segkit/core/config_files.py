@@ -28,7 +28,10 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set '{item}': expected key=value, e.g. --set train.epochs=5")
-        value = parse_value(text)
+        try:
+            value = parse_value(text)
+        except ConfigError as exc:
+            raise ConfigError(f"--set {key.strip()}: {exc}") from None
         node = raw
         *parents, leaf = key.strip().split(".")
         for part in parents:
@@ -42,6 +45,12 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
 
 def parse_value(text: str) -> Any:
     """A command-line value in TOML syntax (``5``, ``0.1``, ``[1, 2]``, ``true``); else a string."""
+    if "\n" in text or "\r" in text:
+        # TOML would read the next line as another key and drop it without a word
+        raise ConfigError(
+            f"the value {text!r} spans several lines; give a value on one line (in TOML "
+            f'syntax, e.g. "a b" or [1, 2])'
+        )
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
@@ -68,6 +77,11 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config {path} ({exc.strerror}); check the path") from None
     if len(data) > MAX_CONFIG_BYTES:
         raise _too_big(path)
+    if data.startswith(b"\xef\xbb\xbf"):
+        raise ConfigError(
+            f"{path} starts with a byte-order mark (BOM), which TOML does not allow; save it "
+            f"as UTF-8 without BOM"
+        )
     try:
         return tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

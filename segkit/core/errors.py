@@ -39,3 +39,15 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return ``"; did you mean 'x'?"`` for the closest choice, or an empty string."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def first_line(text: object, limit: int = 200) -> str:
+    """The first line of ``text`` (an exception's message, say), at most ``limit``
+    characters, shortened at a word boundary with an ellipsis rather than mid-word."""
+    lines = str(text).strip().splitlines()
+    line = lines[0].strip() if lines else ""
+    if len(line) <= limit:
+        return line
+    cut = line[: limit - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit // 2 else cut).rstrip(" ,;:") + "…"

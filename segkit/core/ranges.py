@@ -27,6 +27,10 @@ MAX_TTA_SCALE = 4.0
 #: The largest tile overlap: beyond it windows would nearly repeat each other.
 MAX_TILE_OVERLAP = 0.9
 
+#: The largest integer a config value may hold: counts and sizes beyond it fit no run
+#: (PyTorch's and NumPy's 32-bit indices among them), so they are typing mistakes.
+MAX_INTEGER = 2**31 - 1
+
 
 @dataclass(frozen=True)
 class Range:
@@ -69,6 +73,10 @@ class Range:
         if not self.contains(value):
             unset = f" ({self.unset})" if self.unset else ""
             raise ConfigError(f"{name} must be {self.describe()}{unset}, got {value!r}{fix}")
+        if self.integer and abs(value) > MAX_INTEGER:
+            raise ConfigError(
+                f"{name} is {value}, larger than any run can use (at most {MAX_INTEGER:,}){fix}"
+            )
         return value
 
 

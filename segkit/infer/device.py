@@ -27,11 +27,26 @@ def resolve_device(name: str, local_rank: int = 0, what: str = "train.device") -
         device = torch.device(name)
     except RuntimeError:
         raise SegkitError(f"{what}: unknown device '{name}'; use auto, cpu or cuda") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise SegkitError(
+            f"{what}: segkit computes on cpu, cuda or mps, not on '{name}'; use auto, cpu or cuda"
+        )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise SegkitError(
+            f"{what} is '{name}' but this machine or PyTorch build has no MPS (Apple GPU) "
+            f"support; use auto or cpu"
+        )
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise SegkitError(f"{what} is '{name}' but no GPU is visible; use auto or cpu")
         if device.index is None:
             device = torch.device("cuda", local_rank)
+        count = torch.cuda.device_count()
+        if device.index >= count:
+            raise SegkitError(
+                f"{what}: there is no GPU {device} ({count} visible: cuda:0 to "
+                f"cuda:{count - 1}); choose one of them"
+            )
     return device
 
 

@@ -15,7 +15,11 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import os
+import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from segkit.core.errors import ConfigError, SegkitError
+from segkit.core.errors import ConfigError, SegkitError, first_line
 from segkit.core.outputs import (
     explained_write_errors,
     save_with_torch,
@@ -109,18 +113,19 @@ def _export_onnx(
         warnings.simplefilter("ignore")
         buffer = io.BytesIO()
         try:
-            torch.onnx.export(
-                model,
-                (_example(64, 64),),
-                buffer,
-                input_names=["images"],
-                output_names=["logits"],
-                dynamic_axes={"images": dynamic, "logits": dynamic},
-                opset_version=opset,
-                dynamo=False,
-            )
+            with _native_output_silenced():  # a failed export dumps its whole graph
+                torch.onnx.export(
+                    model,
+                    (_example(64, 64),),
+                    buffer,
+                    input_names=["images"],
+                    output_names=["logits"],
+                    dynamic_axes={"images": dynamic, "logits": dynamic},
+                    opset_version=opset,
+                    dynamo=False,
+                )
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            first = first_line(exc)
             raise ExportError(
                 f"the network cannot be exported to ONNX opset {opset} ({type(exc).__name__}: "
                 f"{first}); try another --opset or --format torchscript"
@@ -142,6 +147,25 @@ def _export_onnx(
             result.differences[size] = _difference(actual, expected, size)
         result.checked_with = f"onnxruntime {onnxruntime.__version__}"
     return result
+
+
+@contextmanager
+def _native_output_silenced() -> Iterator[None]:
+    """Discard what native code writes to the standard output and error meanwhile: the
+    exporter's C++ prints the graph it failed on there, past any Python redirection."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(os.devnull, "wb") as sink:
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
 
 
 def _export_torchscript(

@@ -12,6 +12,7 @@ import copy
 import glob
 import os
 import pickle
+import stat
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,7 +22,7 @@ import torch
 from torch import nn
 
 from segkit.core.config import Config, apply_overrides, config_from_dict
-from segkit.core.errors import CheckpointError, ConfigError
+from segkit.core.errors import CheckpointError, ConfigError, first_line
 from segkit.core.outputs import explained_write_errors, save_with_torch
 from segkit.core.registry import Registry
 from segkit.model.weights import check_state_dict
@@ -106,8 +107,7 @@ def _why_unreadable(exc: Exception) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:120] if text else type(exc).__name__
+    return first_line(exc, 120) or type(exc).__name__
 
 
 def _what_it_is(payload: Any) -> str:
@@ -214,16 +214,23 @@ def load_weights(model: nn.Module, payload: dict[str, Any], problem: str, fix: s
 
 
 def is_checkpoint_file(path: str | Path) -> bool:
-    """Whether ``path`` looks like a checkpoint (PyTorch's zip format) rather than a config."""
+    """Whether ``path`` is a file ``torch.save`` wrote (a checkpoint) rather than a config:
+    its zip format, or the older pickle format ``torch.load`` reads as well."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would wait for a writer
+            return False
         with open(path, "rb") as f:
-            return f.read(4) == ZIP_MAGIC
+            head = f.read(4)
     except OSError:
         return False
+    legacy = len(head) == 4 and head[0] == PICKLE_PROTO and head[1] in (2, 3, 4, 5)
+    return head == ZIP_MAGIC or legacy
 
 
 #: The first bytes of a file ``torch.save`` writes (a zip archive).
 ZIP_MAGIC = b"PK\x03\x04"
+#: The opcode a pickle of protocol 2 or later starts with (``torch.save``'s legacy format).
+PICKLE_PROTO = 0x80
 
 #: What resuming reads from ``last.pt`` beside the model, and its type.
 RESUME_KEYS = {

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from segkit.core.errors import PluginError, SegkitError
+from segkit.core.errors import PluginError, SegkitError, first_line
 from segkit.core.registry import Component
 from segkit.model.geometry import FeatureInfo
 
@@ -140,7 +140,7 @@ def _call(owner: PartOwner, module: nn.Module, *args: Any) -> Any:
     except SegkitError:
         raise
     except Exception as exc:
-        first = f"{type(exc).__name__}: {exc}".splitlines()[0][:160]
+        first = first_line(f"{type(exc).__name__}: {exc}", 160)
         size = "×".join(str(d) for d in DRY_RUN_SIZE)
         raise owner.fault(
             f"fails on a 1×3×{size} test image ({first}); parts must take any input size"
