@@ -76,6 +76,14 @@ EDITS: dict[str, tuple[Callable[[dict], object], str]] = {
         lambda p: p["class_names"].__setitem__(0, 7),
         "its class_names (5 entries) do not name its 5 classes",
     ),
+    "class-name-escape-code": (
+        lambda p: p["class_names"].__setitem__(1, "car\x1b[31m"),
+        "its class name 'car\\x1b[31m' holds '\\x1b', not printable text",
+    ),
+    "class-name-line-break": (
+        lambda p: p["class_names"].__setitem__(1, "road\nsky"),
+        "its class name 'road\\nsky' holds '\\n', not printable text",
+    ),
     "palette-short": (
         lambda p: p.update(palette=p["palette"][:2]),
         "its palette has 2 colours for 5 classes",
@@ -213,6 +221,14 @@ RESUME_EDITS: dict[str, tuple[Callable[[dict], object], str]] = {
     "rng-without-torch": (
         lambda p: p["rng"].pop("torch"),
         "its 'rng' lacks the torch, numpy or python state",
+    ),
+    "class-name-escape-code": (
+        lambda p: p["class_names"].__setitem__(1, "car\x1b[31m"),
+        "its class name 'car\\x1b[31m' holds '\\x1b', not printable text",
+    ),
+    "class-name-line-break": (
+        lambda p: p["class_names"].__setitem__(1, "road\nsky"),
+        "its class name 'road\\nsky' holds '\\n', not printable text",
     ),
     "palette-short": (lambda p: p.update(palette=[[0, 0, 0]]), "its palette has 1 colours"),
     "weights-as-list": (lambda p: p.update(model=[]), "its 'model' is list"),

@@ -171,3 +171,16 @@ def test_a_gpu_index_beyond_the_visible_ones_is_named(monkeypatch):
     assert resolve_device("cuda:1", what="--device") == torch.device("cuda", 1)
     with pytest.raises(SegkitError, match=r"^--device: there is no GPU cuda:2 \(2 visible: "):
         resolve_device("cuda:2", what="--device")
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [("a\nb", r"'a\\nb' holds '\\n'"), ("x\x1b[2J", r"'x\\x1b\[2J' holds '\\x1b'"), (3, "3 is")],
+)
+def test_class_names_are_one_line_of_printable_text(name, shown):
+    from segkit.core import DataError
+    from segkit.data import SegmentationDataset
+
+    with pytest.raises(DataError, match=f"the class name {shown}"):
+        SegmentationDataset(["background", name])
+    SegmentationDataset(["background", "[bold]car[/]"])  # brackets are text, not markup

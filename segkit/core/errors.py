@@ -8,6 +8,7 @@ The message names what is wrong and how to fix it.
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from collections.abc import Iterable
 
 
@@ -51,3 +52,12 @@ def first_line(text: object, limit: int = 200) -> str:
     cut = line[: limit - 1]
     space = cut.rfind(" ")
     return (cut[:space] if space > limit // 2 else cut).rstrip(" ,;:") + "…"
+
+
+def unprintable(text: str) -> str | None:
+    """The first control character in ``text`` (a line break, an escape code) as Python
+    writes it, or ``None``: names that reach the console and files must be one plain line."""
+    for character in text:
+        if unicodedata.category(character) in ("Cc", "Cf", "Zl", "Zp"):
+            return repr(character)
+    return None

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 from torch.utils.data import Dataset
 
-from segkit.core.errors import ConfigError, DataError, PluginError, did_you_mean
+from segkit.core.errors import ConfigError, DataError, PluginError, did_you_mean, unprintable
 from segkit.data.files import read_image, read_mask
 
 if TYPE_CHECKING:
@@ -68,6 +68,13 @@ class SegmentationDataset(Dataset):
         splits: Sequence[str] = (),
     ) -> None:
         self.class_names = list(class_names)
+        for name in self.class_names:
+            if not isinstance(name, str) or unprintable(name):
+                shown = f"holds {unprintable(name)}" if isinstance(name, str) else "is no string"
+                raise DataError(
+                    f"the class name {name!r:.60} {shown}; class names are one line of "
+                    f"printable text"
+                )
         if len(self.class_names) < 2:
             raise DataError(
                 f"a dataset needs at least 2 classes, got {self.class_names}; "

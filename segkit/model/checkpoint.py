@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from segkit.core.config import Config, apply_overrides, config_from_dict
-from segkit.core.errors import CheckpointError, ConfigError, first_line
+from segkit.core.errors import CheckpointError, ConfigError, first_line, unprintable
 from segkit.core.outputs import explained_write_errors, save_with_torch
 from segkit.core.registry import Registry
 from segkit.model.weights import check_state_dict
@@ -166,6 +166,11 @@ def _check_classes(payload: dict[str, Any], path: str | Path) -> None:
         raise _edited(
             path, f"its class_names ({len(names)} entries) do not name its {classes} classes"
         )
+    for name in names:
+        if unprintable(name):
+            raise _edited(
+                path, f"its class name {name!r:.60} holds {unprintable(name)}, not printable text"
+            )
     if len(palette) < classes:
         raise _edited(path, f"its palette has {len(palette)} colours for {classes} classes")
     for index, colour in enumerate(palette):
