@@ -254,6 +254,30 @@ def test_refine_names_an_unknown_output_format(tmp_path, capsys):
     assert folder_state(tmp_path) == before
 
 
+@pytest.mark.parametrize(
+    ("suffix", "kind"), [(".jpg", "JPEG"), (".webp", "WEBP"), (".jp2", "JPEG2000")]
+)
+def test_refine_refuses_lossy_label_formats(tmp_path, capsys, suffix, kind):
+    image = save_photo(tmp_path / "photo.png")
+    labels = two_colour_labels(tmp_path / "labels.png")
+    before = folder_state(tmp_path)
+    out = tmp_path / f"r{suffix}"
+    assert main(["refine", str(image), str(labels), "--out", str(out)]) == 2
+    one_error_line(capsys, f"{kind} compresses with loss", "use a .png path")
+    assert folder_state(tmp_path) == before
+
+
+@pytest.mark.parametrize("suffix", [".png", ".bmp", ".tif", ".ppm", ".gif"])
+def test_refine_writes_labels_exactly_in_every_lossless_format(tmp_path, suffix):
+    image = save_photo(tmp_path / "photo.png")
+    labels = two_colour_labels(tmp_path / "labels.png")
+    out = tmp_path / f"r{suffix}"
+    argv = ["refine", str(image), str(labels), "--out", str(out), *REFINE]
+    assert main(argv) == 0
+    colours = np.unique(np.asarray(Image.open(out).convert("RGB")).reshape(-1, 3), axis=0)
+    assert {tuple(c) for c in colours} <= {(200, 0, 0), (0, 200, 0)}
+
+
 def fail_writes_with(monkeypatch, code: int) -> None:
     """Make every atomic write of segkit's outputs fail as the system would with ``code``."""
 

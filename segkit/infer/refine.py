@@ -66,8 +66,12 @@ def refine_labels(
     return annotation.colors[refined], changed
 
 
+#: The formats Pillow writes without loss: labels must keep every pixel's exact colour.
+LOSSLESS_FORMATS = ("PNG", "BMP", "TIFF", "PPM", "GIF")
+
+
 def image_format(path: Path) -> str:
-    """The Pillow format that ``path``'s suffix names, or a :class:`ConfigError`."""
+    """The lossless Pillow format that ``path``'s suffix names, or a :class:`ConfigError`."""
     known = Image.registered_extensions()
     suffix = path.suffix.lower()
     if suffix not in known or known[suffix] not in Image.SAVE:
@@ -75,6 +79,11 @@ def image_format(path: Path) -> str:
         raise ConfigError(
             f"--out {path}: {shown} is not an image format segkit can write; "
             f"use a .png path (lossless, as labels need)"
+        )
+    if known[suffix] not in LOSSLESS_FORMATS:
+        raise ConfigError(
+            f"--out {path}: {known[suffix]} compresses with loss, which would blur the edges "
+            f"between label colours into new colours; use a .png path (lossless)"
         )
     return known[suffix]
 
