@@ -21,7 +21,6 @@ layer arithmetic by ``segkit.grid_after`` rather than assumed).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Literal
 
 from torch import Tensor, nn
 from torchvision import models
@@ -36,12 +35,9 @@ from torchvision.models import (
 )
 
 from segkit import (
-    WEIGHTS_PARAM,
     FeatureInfo,
-    Param,
     check_torchvision_keys,
     grid_after,
-    hookimpl,
     read_torchvision_weights,
     resolve_weights,
 )
@@ -55,11 +51,6 @@ ARCHITECTURES: dict[str, tuple[Callable[..., models.ResNet], WeightsEnum]] = {
     # the 101-layer ones are in timm (backbone "timm", model "resnext101_32x8d.tv_in1k").
     "resnext50_32x4d": (models.resnext50_32x4d, ResNeXt50_32X4D_Weights.IMAGENET1K_V1),
     "wide_resnet50_2": (models.wide_resnet50_2, Wide_ResNet50_2_Weights.IMAGENET1K_V1),
-}
-#: How ``segkit plugins`` names each architecture.
-TITLES = {
-    "resnext50_32x4d": "ResNeXt-50 32x4d",
-    "wide_resnet50_2": "Wide ResNet-50-2",
 }
 STAGES = ("layer1", "layer2", "layer3", "layer4")
 EXPOSED = ("layer1", "layer2", "layer3", "layer4")
@@ -141,28 +132,18 @@ def load_checked(module: nn.Module, state: Mapping[str, Tensor], where: str, nam
     module.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
 
 
-def _factory(name: str) -> Callable[..., ResNetBackbone]:
+def _builder(name: str) -> Callable[..., ResNetBackbone]:
     def build(weights: str | None, output_stride: int) -> ResNetBackbone:
         return build_resnet(name, weights, output_stride)
 
+    build.__name__ = build.__qualname__ = f"build_{name}"
     return build
 
 
-@hookimpl
-def register_backbones(register: Callable[..., None]) -> None:
-    for name in ARCHITECTURES:
-        title = TITLES.get(name, f"ResNet-{name.removeprefix('resnet')}")
-        register(
-            name,
-            _factory(name),
-            help=f"torchvision {title}; layer1 to layer4 (stride 4/8/16/32, offset 0)",
-            params=[
-                WEIGHTS_PARAM,
-                Param(
-                    "output_stride",
-                    Literal[32, 16, 8],
-                    32,
-                    "stride of layer4: 16 or 8 dilate the last stages instead of striding",
-                ),
-            ],
-        )
+# One factory per architecture, each named by the registration's import path.
+build_resnet18 = _builder("resnet18")
+build_resnet34 = _builder("resnet34")
+build_resnet50 = _builder("resnet50")
+build_resnet101 = _builder("resnet101")
+build_resnext50_32x4d = _builder("resnext50_32x4d")
+build_wide_resnet50_2 = _builder("wide_resnet50_2")
