@@ -29,18 +29,16 @@ is then up to half a pixel off; ``crop`` holds the value used.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from segkit import (
     ConfigError,
-    Param,
     bilinear_kernel,
     crop_or_pad,
     crop_start,
-    hookimpl,
     kernel_center,
 )
 
@@ -114,29 +112,3 @@ def build_interpolate(
 ) -> Interpolate:
     _check_stride("interpolate", stride)
     return Interpolate(stride, offset, align_corners)
-
-
-@hookimpl
-def register_upsamplers(register: Callable[..., None]) -> None:
-    register(
-        "transposed_bilinear",
-        build_transposed_bilinear,
-        help="FCN's final layer: ConvTranspose2d (kernel 2s, stride s) set to bilinear, "
-        "then an exact crop",
-        params=[
-            Param("trainable", bool, False, "learn the upsampling filter (FCN keeps it fixed)"),
-        ],
-    )
-    register(
-        "interpolate",
-        build_interpolate,
-        help="bilinear F.interpolate by the head's stride, then an exact crop",
-        params=[
-            Param(
-                "align_corners",
-                bool,
-                False,
-                "True: sample score (y - offset) / stride exactly, as DeepLab's Caffe Interp",
-            ),
-        ],
-    )

@@ -39,12 +39,10 @@ from segkit import (
     ConfigError,
     FeatureInfo,
     IncompatiblePartsError,
-    Param,
     copy_decimated,
     crop_or_pad,
     crop_start,
     grid_after,
-    hookimpl,
 )
 
 #: Where MSc reads, with the input image first.
@@ -196,48 +194,14 @@ def _preset(name: str, fc6_kernel: int, fc6_dilation: int, msc: bool) -> Callabl
             name=name,
         )
 
+    build.__name__ = build.__qualname__ = f"build_{name}"
     return build
+
+
+build_deeplab_largefov = _preset("deeplab_largefov", 3, 12, msc=False)
+build_deeplab_msc_largefov = _preset("deeplab_msc_largefov", 3, 12, msc=True)
+build_deeplab_msc = _preset("deeplab_msc", 4, 4, msc=True)
 
 
 def build_deeplab(backbone: BackboneInfo, num_classes: int, **params: object) -> DeepLabHead:
     return DeepLabHead(backbone, num_classes, name="deeplab", **params)
-
-
-@hookimpl
-def register_heads(register: Callable[..., None]) -> None:
-    def fc_channels(default: int) -> Param:
-        return Param("fc_channels", int, default, "channels of fc6 and fc7 (small for CPU models)")
-
-    dropout = Param("dropout", float, 0.5, "dropout after fc6, fc7 and each MSc layer")
-    msc_channels = Param("msc_channels", int, 128, "filters of each MSc layer (DeepLab: 128)")
-    register(
-        "deeplab_largefov",
-        _preset("deeplab_largefov", 3, 12, msc=False),
-        help="DeepLab-LargeFOV: fc6 3x3 dilation 12, 1024 channels",
-        params=[fc_channels(1024), dropout],
-    )
-    register(
-        "deeplab_msc_largefov",
-        _preset("deeplab_msc_largefov", 3, 12, msc=True),
-        help="DeepLab-MSc-LargeFOV: LargeFOV plus MSc features of the image and pool1..pool4",
-        params=[fc_channels(1024), dropout, msc_channels],
-    )
-    register(
-        "deeplab_msc",
-        _preset("deeplab_msc", 4, 4, msc=True),
-        help="DeepLab-MSc: fc6 4x4 dilation 4, 4096 channels, plus MSc features",
-        params=[fc_channels(4096), dropout, msc_channels],
-    )
-    register(
-        "deeplab",
-        build_deeplab,
-        help="DeepLab v1 head with every knob: fc6 kernel/dilation, channels, MSc",
-        params=[
-            Param("fc6_kernel", int, 3, "fc6 kernel size (LargeFOV: 3, DeepLab: 4)"),
-            Param("fc6_dilation", int, 12, "fc6 dilation (LargeFOV: 12, DeepLab: 4)"),
-            fc_channels(1024),
-            Param("msc", bool, False, "add MSc features of the image and pool1..pool4"),
-            msc_channels,
-            dropout,
-        ],
-    )

@@ -28,18 +28,14 @@ The head's ``stride`` and ``offset`` describe its last, finest scores.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from torch import Tensor, nn
 
 from segkit import (
     BackboneInfo,
     IncompatiblePartsError,
-    Param,
     bilinear_kernel,
     crop_or_pad,
     crop_start,
-    hookimpl,
     kernel_center,
 )
 
@@ -120,30 +116,3 @@ def build_fcn16s(backbone: BackboneInfo, num_classes: int, learnable_upsampling:
 
 def build_fcn8s(backbone: BackboneInfo, num_classes: int, learnable_upsampling: bool) -> FCNHead:
     return FCNHead(backbone, num_classes, 2, learnable_upsampling, "fcn8s")
-
-
-@hookimpl
-def register_heads(register: Callable[..., None]) -> None:
-    learnable = Param(
-        "learnable_upsampling",
-        bool,
-        True,
-        "learn the bilinear-initialised 2x upsamplings, as the paper does",
-    )
-    register(
-        "fcn32s",
-        build_fcn32s,
-        help="FCN-32s: 1x1 class scores on the deepest map",
-    )
-    register(
-        "fcn16s",
-        build_fcn16s,
-        help="FCN-16s: FCN-32s scores upsampled 2x plus scores of the stride/2 map (pool4)",
-        params=[learnable],
-    )
-    register(
-        "fcn8s",
-        build_fcn8s,
-        help="FCN-8s: FCN-16s plus scores of the stride/4 map (pool3), at stride/4",
-        params=[learnable],
-    )

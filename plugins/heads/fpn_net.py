@@ -20,13 +20,12 @@ faster on a CPU and the batches here are of several images.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from itertools import pairwise
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from segkit import BackboneInfo, ConfigError, IncompatiblePartsError, Param, hookimpl
+from segkit import BackboneInfo, ConfigError, IncompatiblePartsError
 
 
 class FPNHead(nn.Module):
@@ -124,19 +123,4 @@ def build_fpn(
         pyramid_channels=pyramid_channels,
         channels=channels,
         dropout=dropout,
-    )
-
-
-@hookimpl
-def register_heads(register: Callable[..., None]) -> None:
-    register(
-        "fpn",
-        build_fpn,
-        help="FPN (Panoptic FPN's semantic branch): a top-down pyramid over all the "
-        "backbone's maps, scored at the finest stride (4 on a ResNet)",
-        params=[
-            Param("pyramid_channels", int, 256, "channels of the pyramid's levels"),
-            Param("channels", int, 128, "channels of the merged map before the scores"),
-            Param("dropout", float, 0.2, "channel dropout before the class scores"),
-        ],
     )
