@@ -1,10 +1,5 @@
-"""Training losses: cross-entropy (class weights, label smoothing, hard-pixel mining),
-soft Dice, focal and Lovász-softmax, each ignore-aware.
-
-Every loss maps logits N×C×H×W and targets N×H×W (``task.ignore_index`` where
-unlabelled) to a scalar.  A batch without a labelled pixel gives zero: a crop that
-falls entirely on unlabelled pixels says nothing, and must not turn the loss into
-NaN.  A config sums several with weights (``[[train.loss]]`` tables).
+"""The losses of :mod:`segkit_plugins.training.losses`, on PyTorch; their settings arrive
+checked, except the class weights, which need the task (:class:`segkit.train.LossTask`).
 """
 
 from __future__ import annotations
@@ -13,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from segkit import ConfigError, Param, hookimpl
 from segkit.train import LossTask
 
 
@@ -73,18 +67,10 @@ class CrossEntropy:
 
 def cross_entropy(
     task: LossTask,
-    class_weights: list[float] | str | None = None,
-    label_smoothing: float = 0.0,
-    keep_hardest: float = 1.0,
+    class_weights: list[float] | str | None,
+    label_smoothing: float,
+    keep_hardest: float,
 ) -> CrossEntropy:
-    if not 0 <= label_smoothing < 1:
-        raise ConfigError(
-            f"loss 'cross_entropy': label_smoothing must be in [0, 1), got {label_smoothing}"
-        )
-    if not 0 < keep_hardest <= 1:
-        raise ConfigError(
-            f"loss 'cross_entropy': keep_hardest must be in (0, 1], got {keep_hardest}"
-        )
     weights = task.class_weights(class_weights, "cross_entropy")
     return CrossEntropy(task.ignore_index, weights, label_smoothing, keep_hardest)
 
@@ -116,9 +102,7 @@ class SoftDice:
         return 1 - dice[present].mean()
 
 
-def dice(task: LossTask, smooth: float = 1.0) -> SoftDice:
-    if smooth < 0:
-        raise ConfigError(f"loss 'dice': smooth must be >= 0, got {smooth}")
+def dice(task: LossTask, smooth: float) -> SoftDice:
     return SoftDice(task.ignore_index, smooth)
 
 
@@ -141,11 +125,7 @@ class Focal:
         return loss.mean()
 
 
-def focal(
-    task: LossTask, gamma: float = 2.0, class_weights: list[float] | str | None = None
-) -> Focal:
-    if gamma < 0:
-        raise ConfigError(f"loss 'focal': gamma must be >= 0, got {gamma}")
+def focal(task: LossTask, gamma: float, class_weights: list[float] | str | None) -> Focal:
     return Focal(task.ignore_index, gamma, task.class_weights(class_weights, "focal"))
 
 
@@ -191,45 +171,3 @@ class LovaszSoftmax:
 
 def lovasz_softmax(task: LossTask) -> LovaszSoftmax:
     return LovaszSoftmax(task.ignore_index)
-
-
-_CLASS_WEIGHTS = Param(
-    "class_weights",
-    list[float] | str | None,
-    help='one weight per class, or "auto" from the training masks (see README)',
-)
-
-
-@hookimpl
-def register_losses(register):
-    register(
-        "cross_entropy",
-        cross_entropy,
-        params=[
-            _CLASS_WEIGHTS,
-            Param("label_smoothing", float, help="share of the target spread over all classes"),
-            Param(
-                "keep_hardest",
-                float,
-                help="average only this fraction of the hardest labelled pixels (OHEM); 1: all",
-            ),
-        ],
-        help="per-pixel cross-entropy over labelled pixels",
-    )
-    register(
-        "dice",
-        dice,
-        params=[Param("smooth", float, help="added to numerator and denominator")],
-        help="soft multi-class Dice over the classes present in the batch",
-    )
-    register(
-        "focal",
-        focal,
-        params=[Param("gamma", float, help="focusing power; 0 is cross-entropy"), _CLASS_WEIGHTS],
-        help="focal loss: down-weights pixels already classified well",
-    )
-    register(
-        "lovasz_softmax",
-        lovasz_softmax,
-        help="Lovász-softmax: a convex surrogate of the mean IoU over present classes",
-    )
