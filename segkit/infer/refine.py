@@ -16,9 +16,6 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from PIL import Image, UnidentifiedImageError
-
 from segkit.core.config import parse_value
 from segkit.core.errors import ConfigError, DataError
 from segkit.core.outputs import check_outputs, write_bytes_atomically
@@ -33,9 +30,11 @@ from segkit.infer.budget import (
 )
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
-# PyTorch loads when a refinement runs, not when the CLI builds its parser from here.
+# PyTorch, numpy and Pillow load when a refinement runs, not when the CLI builds its
+# parser from here: `segkit --help` starts without them.
 
 #: pydensecrf's example values, which differ from DeepLab's VOC defaults; they apply to
 #: the parameters of that name the chosen post-processor has.
@@ -121,7 +120,9 @@ def run(args: argparse.Namespace, registry: Registry) -> int:
     ``args.options`` holds the post-processor's options, as :func:`postprocessor_options`
     reads them.
     """
+    import numpy as np
     import torch
+    from PIL import Image
     from rich.console import Console
 
     from segkit.infer.postprocess import build_postprocessor
@@ -169,6 +170,8 @@ def run(args: argparse.Namespace, registry: Registry) -> int:
 
 def image_format(path: Path) -> str:
     """The Pillow format that ``path``'s suffix names, or a :class:`ConfigError`."""
+    from PIL import Image
+
     known = Image.registered_extensions()
     suffix = path.suffix.lower()
     if suffix not in known or known[suffix] not in Image.SAVE:
@@ -214,6 +217,9 @@ def _same_size(image: Path, labels: Path) -> tuple[int, int]:
 
 def read_rgb(path: Path, what: str) -> np.ndarray:
     """An image file as H×W×3 uint8 RGB, or a :class:`DataError` naming the file."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with Image.open(path) as image:
             return np.array(image.convert("RGB"))
@@ -232,6 +238,8 @@ def split_colors(annotation: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
     pixel (0 for black when black is present, else 0..K-1 as classes), and whether
     black (unknown) is present.
     """
+    import numpy as np
+
     rgb = annotation.astype(np.uint32)
     codes = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
     unique, labels = np.unique(codes, return_inverse=True)
@@ -246,6 +254,7 @@ def probabilities_from_labels(
 ) -> torch.Tensor:
     """1×C×H×W probabilities: ``gt_prob`` for the labelled class, the rest shared evenly;
     uniform where the label is 0 and ``has_unknown`` (then labels 1..C are the classes)."""
+    import numpy as np
     import torch
 
     index = torch.from_numpy(labels.astype(np.int64))
