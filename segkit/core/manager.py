@@ -56,11 +56,24 @@ class Plugins:
         return [info for info in self.infos if info.status.startswith("failed")]
 
 
-def _distribution(ep: EntryPoint) -> tuple[str, str]:
-    dist = ep.dist
-    if dist is None:
-        return "?", "?"
-    return dist.metadata["Name"], dist.version
+def _with_distributions(found: Iterable[EntryPoint]) -> list[tuple[EntryPoint, str, str]]:
+    """Each entry point with its distribution's name and version.
+
+    A distribution's METADATA (segkit's holds the whole README) is parsed once, not
+    once per entry point and field: it is most of what loading the plugins costs.
+    """
+    known: dict[int, tuple[str, str]] = {}
+    result = []
+    for ep in found:
+        dist = ep.dist
+        if dist is None:
+            result.append((ep, "?", "?"))
+            continue
+        if id(dist) not in known:
+            metadata = dist.metadata
+            known[id(dist)] = (metadata["Name"], metadata["Version"])
+        result.append((ep, *known[id(dist)]))
+    return result
 
 
 def _disabled_from_env() -> set[str]:
@@ -99,15 +112,14 @@ def load_plugins(disable: set[str] | frozenset[str] = frozenset(), extra: tuple 
     plugins = Plugins(manager, registry)
 
     found = sorted(
-        entry_points(group=ENTRY_POINT_GROUP),
-        key=lambda ep: (_distribution(ep)[0] != BUILTIN_DISTRIBUTION, ep.name),
+        _with_distributions(entry_points(group=ENTRY_POINT_GROUP)),
+        key=lambda item: (item[1] != BUILTIN_DISTRIBUTION, item[0].name),
     )
     seen: set[str] = set()
-    for ep in found:
+    for ep, dist, version in found:
         if ep.name in seen:  # the same distribution seen twice on sys.path
             continue
         seen.add(ep.name)
-        dist, version = _distribution(ep)
         if ep.name in disable:
             plugins.infos.append(PluginInfo(ep.name, dist, version, "disabled"))
             continue
