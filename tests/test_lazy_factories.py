@@ -90,13 +90,14 @@ HEADS = """
 
 
 def lazy_heads(*registrations: tuple[str, str, list[Param]], check=None) -> types.ModuleType:
-    """A plugin ``lazy`` registering each (name, import path, params) as a head."""
+    """A plugin ``lazy`` (of the package ``lazy_pkg``) registering each (name, import
+    path, params) as a head."""
 
     def register_heads(register):
         for name, path, params in registrations:
             register(name, path, params=params, help="lazy head", check=check)
 
-    plugin = types.ModuleType("lazy")
+    plugin = types.ModuleType("lazy_pkg.plugin")
     plugin.register_heads = hookimpl(register_heads)
     return plugin
 
@@ -183,7 +184,8 @@ def test_a_lazy_param_without_a_default_is_required(package):
 def test_a_lazy_default_of_the_wrong_type_fails_the_plugin_at_load(package):
     plugin = lazy_heads(("lazy_head", "lazy_pkg.heads:make_head", [Param("depth", int, "deep")]))
     plugins = load_plugins(extra=(plugin,))
-    assert "Param 'depth' defaults to 'deep', which is not int" in status(plugins, "lazy")
+    line = status(plugins, "lazy_pkg.plugin")
+    assert "Param 'depth' defaults to 'deep', which is not int" in line
     assert "lazy_head" not in plugins.registry.names("head")
 
 
@@ -193,6 +195,17 @@ def test_a_lazy_module_importing_private_segkit_fails_when_first_built(package):
     component = load_plugins(extra=(plugin,)).registry.get("head", "lazy_head")
     with pytest.raises(PluginError, match=r"it imports segkit.data.files \(sneaky.py line 1\)"):
         component.build("info", 3)
+
+
+def test_the_import_rule_holds_for_the_plugin_not_for_a_library_it_names(package, tmp_path):
+    # A library's own modules are not the plugin's to fix.
+    (tmp_path / "other_lib.py").write_text("import segkit.data.files\n" + textwrap.dedent(HEADS))
+    plugin = lazy_heads(("lib_head", "other_lib:make_head", [Param("depth", int, 2)]))
+    component = load_plugins(extra=(plugin,)).registry.get("head", "lib_head")
+    try:
+        assert component.build("info", 3)[-1] == 2
+    finally:
+        sys.modules.pop("other_lib", None)
 
 
 # --- check: a registration's parameters refused without building ---------------------
@@ -224,7 +237,7 @@ def test_a_check_that_does_not_take_the_params_fails_the_plugin():
     plugin = lazy_heads(
         ("lazy_head", "lazy_pkg.heads:make_head", [Param("depth", int, 2)]), check=check
     )
-    line = status(load_plugins(extra=(plugin,)), "lazy")
+    line = status(load_plugins(extra=(plugin,)), "lazy_pkg.plugin")
     assert "head 'lazy_head': its check must take the parameters (depth) as keywords" in line
 
 

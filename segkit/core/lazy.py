@@ -29,9 +29,12 @@ class LazyFactory:
 
     The module is imported by :meth:`load`, on first use; until then only the string
     is known, and :meth:`source_file` finds the module's file without running it.
+    ``plugin_package`` is the top-level package of the plugin that registered it: its
+    modules, not those of a library the factory may come from, follow the import rule.
     """
 
     path: str
+    plugin_package: str = ""
 
     @staticmethod
     def is_import_path(text: str) -> bool:
@@ -62,10 +65,11 @@ class LazyFactory:
             raise PluginError(
                 f"{where}: its factory {self.path} cannot be imported ({reason})"
             ) from exc
-        package = self.module.split(".")[0]
-        new = [n for n in set(sys.modules) - before if n.split(".")[0] == package]
-        loaded = [self.module, *new]
-        files = [getattr(sys.modules.get(n), "__file__", None) for n in sorted(loaded)]
+        package = self.plugin_package or self.module.split(".")[0]
+        loaded = [n for n in {self.module, *sys.modules} - before if n.split(".")[0] == package]
+        if self.module.split(".")[0] == package:
+            loaded.append(self.module)  # also when imported before, by another part
+        files = [getattr(sys.modules.get(n), "__file__", None) for n in sorted(set(loaded))]
         check_source_imports([Path(f) for f in files if f], where)
         if not callable(target):
             raise PluginError(f"{where}: its factory {self.path} is {type(target).__name__}")

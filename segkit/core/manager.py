@@ -162,13 +162,14 @@ def _register(plugins: Plugins, name: str, module: object, dist: str, version: s
     except PluginError as exc:
         plugins.infos.append(_failed(name, dist, version, str(exc)))
         return
+    package = getattr(module, "__name__", type(module).__module__).split(".")[0]
     try:
         _check_hook_names(manager, name)
         for kind in KINDS:
             hook = getattr(manager.hook, f"register_{PLURAL[kind]}")
             impls = [impl for impl in hook.get_hookimpls() if impl.plugin_name == name]
             for impl in impls:
-                given = {"register": Register(registry, kind, name)}
+                given = {"register": Register(registry, kind, name, package)}
                 impl.function(**{arg: given[arg] for arg in impl.argnames})
     except PluginError as exc:
         if not isinstance(exc, SchemaMismatch | NameTaken | _UnknownHook):

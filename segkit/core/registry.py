@@ -139,10 +139,11 @@ class Component:
 class Register:
     """The callback a registration hook receives; one per hook point and plugin."""
 
-    def __init__(self, registry: Registry, kind: str, plugin: str) -> None:
+    def __init__(self, registry: Registry, kind: str, plugin: str, package: str = "") -> None:
         self._registry = registry
         self._kind = kind
         self._plugin = plugin
+        self._package = package  # the plugin module's top-level package
 
     def __call__(
         self,
@@ -156,7 +157,7 @@ class Register:
         where = f"plugin '{self._plugin}': {self._kind} '{name}'"
         check_registration(name, factory, params, help, where)
         if isinstance(factory, str | LazyFactory):
-            factory = LazyFactory(str(factory))
+            factory = LazyFactory(str(factory), self._package)
             described = tuple(lazy_params(params, where))
         else:
             described = tuple(match_signature(factory, params, CONTEXT[self._kind], where))
