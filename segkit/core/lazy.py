@@ -65,11 +65,10 @@ class LazyFactory:
             raise PluginError(
                 f"{where}: its factory {self.path} cannot be imported ({reason})"
             ) from exc
-        package = self.plugin_package or self.module.split(".")[0]
-        loaded = [n for n in {self.module, *sys.modules} - before if n.split(".")[0] == package]
-        if self.module.split(".")[0] == package:
-            loaded.append(self.module)  # also when imported before, by another part
-        files = [getattr(sys.modules.get(n), "__file__", None) for n in sorted(set(loaded))]
+        package = self.plugin_package or _top(self.module)
+        # The module itself even when another part imported it first (each file is read once).
+        owned = [n for n in {self.module, *(set(sys.modules) - before)} if _top(n) == package]
+        files = [getattr(sys.modules.get(n), "__file__", None) for n in sorted(owned)]
         check_source_imports([Path(f) for f in files if f], where)
         if not callable(target):
             raise PluginError(f"{where}: its factory {self.path} is {type(target).__name__}")
@@ -86,3 +85,7 @@ class LazyFactory:
 
     def __str__(self) -> str:
         return self.path
+
+
+def _top(module: str) -> str:
+    return module.split(".")[0]
