@@ -94,13 +94,13 @@ def main() -> None:
             for label, executable, cwd in installations:
                 times.setdefault((label, command), []).append(timed(executable, cwd, command))
     print(f"load average after: {os.getloadavg()[0]:.2f}; medians of {args.rounds} rounds")
-    print(f"{'installation':<14}{'command':<30}{'wall s':>8}{'user s':>8}{'sys s':>8}")
+    print(f"{'installation':<14}{'command':<36}{'wall s':>8}{'user s':>8}{'sys s':>8}")
     for command in COMMANDS:
         for label, _, _ in installations:
             runs = times[(label, command)]
             wall, user, system = (statistics.median(r[i] for r in runs) for i in range(3))
             shown = "segkit " + " ".join(command)
-            print(f"{label:<14}{shown:<30}{wall:8.2f}{user:8.2f}{system:8.2f}")
+            print(f"{label:<14}{shown:<36}{wall:8.2f}{user:8.2f}{system:8.2f}")
     if args.importtime:
         for command in COMMANDS:
             for label, executable, cwd in installations:
