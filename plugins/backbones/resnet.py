@@ -14,7 +14,7 @@ from segkit import WEIGHTS_PARAM, Param, hookimpl
 NETWORKS = "segkit_plugins.backbones.resnet_net"
 
 #: Each architecture (a torchvision model name) and how ``segkit plugins`` names it.
-ARCHITECTURES = {
+TITLES = {
     "resnet18": "ResNet-18",
     "resnet34": "ResNet-34",
     "resnet50": "ResNet-50",
@@ -26,7 +26,7 @@ ARCHITECTURES = {
 
 @hookimpl
 def register_backbones(register: Callable[..., None]) -> None:
-    for name, title in ARCHITECTURES.items():
+    for name, title in TITLES.items():
         register(
             name,
             f"{NETWORKS}:build_{name}",
