@@ -98,8 +98,14 @@ BROKEN = {
         "params[0] has the name 3",
     ),
     "factory-not-callable": (
+        {"register_heads": heads(lambda r: r("h", 3))},
+        "head 'h': the factory must be callable or an import path 'package.module:function', "
+        "got int",
+    ),
+    "factory-not-an-import-path": (
         {"register_heads": heads(lambda r: r("h", "make_head"))},
-        "head 'h': the factory must be callable, got str",
+        "head 'h': the factory must be callable or an import path 'package.module:function', "
+        "got 'make_head'",
     ),
     "name-empty": (
         {"register_heads": heads(lambda r: r("", make_head))},

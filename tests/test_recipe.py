@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from rich.console import Console
-from segkit_plugins.training.losses import lovasz_gradient
+from segkit_plugins.training.losses_torch import lovasz_gradient
 
 from segkit import ConfigError, hookimpl
 from segkit.cli import main

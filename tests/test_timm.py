@@ -13,7 +13,7 @@ import pytest
 import timm
 import torch
 from safetensors.torch import save_file
-from segkit_plugins.backbones.timm import trace_grid
+from segkit_plugins.backbones.timm_grid import trace_grid
 from torch import nn
 
 from segkit import CheckpointError, ConfigError, IncompatiblePartsError, SegmentationModel

@@ -1,1 +1,1 @@
-"""Backbones: VGG16 (FCN and DeepLab variants) and torchvision ResNets."""
+"""Backbones: VGG16 (FCN and DeepLab variants), torchvision ResNets and timm's models."""

@@ -33,19 +33,43 @@ from pixel to pixel, linear in the pixels and cheaper than the lattice.
 (CRF-as-RNN, Zheng et al. 2015): ``[model.crf]`` names one of them, and the model
 unrolls its mean-field updates with learnable kernel weights and compatibility.
 
-Modules: ``params`` (the parameters), ``native`` (``densecrf``), ``meanfield``
-(``densecrf_torch``), ``lattice`` (the permutohedral lattice it filters on), ``conv``
-(``convcrf``) and ``layer`` (the CRF as a trained layer).
+Modules: this one registers the three, with ``params`` (the parameters and their
+checks, without PyTorch); ``builders`` (the factories), ``native`` (``densecrf``),
+``meanfield`` (``densecrf_torch``), ``lattice`` (the permutohedral lattice it filters
+on), ``conv`` (``convcrf``) and ``layer`` (the CRF as a trained layer) are imported when
+a post-processor is built, or when one of their names below is first used.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import importlib
+from typing import TYPE_CHECKING, Any, Literal
 
-from segkit_plugins.crf.conv import ConvCRF, ConvCRFParams, conv_crf
-from segkit_plugins.crf.meanfield import TorchDenseCRF, dense_crf
-from segkit_plugins.crf.native import PyDenseCRF
-from segkit_plugins.crf.params import KERNEL_PARAMS, CRFParams, unary_from_probabilities
+from segkit_plugins.crf.params import (
+    KERNEL_PARAMS,
+    ConvCRFParams,
+    CRFParams,
+    check_workers,
+    unary_from_probabilities,
+)
+
+from segkit import Param, hookimpl
+
+BUILDERS = "segkit_plugins.crf.builders"
+
+# The post-processors and the functions behind them, loaded on first use (they need PyTorch).
+_LAZY = {
+    "ConvCRF": "segkit_plugins.crf.conv",
+    "conv_crf": "segkit_plugins.crf.conv",
+    "TorchDenseCRF": "segkit_plugins.crf.meanfield",
+    "dense_crf": "segkit_plugins.crf.meanfield",
+    "PyDenseCRF": "segkit_plugins.crf.native",
+}
+
+if TYPE_CHECKING:
+    from segkit_plugins.crf.conv import ConvCRF, conv_crf
+    from segkit_plugins.crf.meanfield import TorchDenseCRF, dense_crf
+    from segkit_plugins.crf.native import PyDenseCRF
 
 __all__ = [
     "CRFParams",
@@ -58,32 +82,53 @@ __all__ = [
     "unary_from_probabilities",
 ]
 
-from segkit import Param, hookimpl
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def check_densecrf(workers: int | None, **kernels: float) -> None:
+    CRFParams(**kernels)
+    check_workers(workers)
+
+
+def check_densecrf_torch(device: str, **kernels: float) -> None:
+    CRFParams(**kernels)
+
+
+def check_convcrf(device: str, **params: float) -> None:
+    ConvCRFParams(**params)
+
+
+_CONV_DEFAULTS = ConvCRFParams()
+_DEVICE = Param("device", Literal["auto", "cpu", "cuda"], "auto", "'auto': CUDA when present")
 
 
 @hookimpl
 def register_postprocessors(register):
     register(
         "densecrf",
-        _build_densecrf,
+        f"{BUILDERS}:build_densecrf",
         help="dense CRF with pydensecrf (C++), images of a batch in parallel processes",
         params=[
             *KERNEL_PARAMS,
             Param("workers", int | None, None, "worker processes (default: one per CPU core)"),
         ],
+        check=check_densecrf,
     )
     register(
         "densecrf_torch",
-        _build_densecrf_torch,
+        f"{BUILDERS}:build_densecrf_torch",
         help="dense CRF in PyTorch: batched, CPU or CUDA, differentiable w.r.t. the unaries",
-        params=[
-            *KERNEL_PARAMS,
-            Param("device", Literal["auto", "cpu", "cuda"], "auto", "'auto': CUDA when present"),
-        ],
+        params=[*KERNEL_PARAMS, _DEVICE],
+        check=check_densecrf_torch,
     )
     register(
         "convcrf",
-        _build_convcrf,
+        f"{BUILDERS}:build_convcrf",
         help="convolutional CRF: kernels truncated to a window, messages on a coarser grid",
         params=[
             *(
@@ -103,21 +148,7 @@ def register_postprocessors(register):
                 _CONV_DEFAULTS.downsample,
                 "messages on a grid this many times coarser (1: full resolution)",
             ),
-            Param("device", Literal["auto", "cpu", "cuda"], "auto", "'auto': CUDA when present"),
+            _DEVICE,
         ],
+        check=check_convcrf,
     )
-
-
-_CONV_DEFAULTS = ConvCRFParams()
-
-
-def _build_convcrf(device: str, **params: float) -> ConvCRF:
-    return ConvCRF(ConvCRFParams(**params), device)
-
-
-def _build_densecrf(workers: int | None, **params: float) -> PyDenseCRF:
-    return PyDenseCRF(CRFParams(**params), workers)
-
-
-def _build_densecrf_torch(device: str, **params: float) -> TorchDenseCRF:
-    return TorchDenseCRF(CRFParams(**params), device)

@@ -11,10 +11,10 @@ from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 import torch
-from segkit_plugins.crf.params import _DEFAULTS, PROBABILITY_FLOOR, CRFParams
+from segkit_plugins.crf.params import _DEFAULTS, PROBABILITY_FLOOR, CRFParams, check_workers
 from torch import Tensor
 
-from segkit import ConfigError, DataError, check_postprocess_inputs
+from segkit import DataError, check_postprocess_inputs
 
 
 class PyDenseCRF:
@@ -23,8 +23,7 @@ class PyDenseCRF:
     name = "densecrf"
 
     def __init__(self, params: CRFParams = _DEFAULTS, workers: int | None = None) -> None:
-        if workers is not None and workers < 1:
-            raise ConfigError(f"densecrf: workers must be at least 1, got {workers}")
+        check_workers(workers)
         self.params = params
         self.workers = workers
 

@@ -5,31 +5,55 @@
 ``folder``     ``root/images`` and ``root/masks`` with matching file stems.
 ``synthetic``  shapes on cluttered, textured backgrounds, generated from a seed: the
                class is carried by the shape only, never by the colour or texture.
+
+This module registers them; each is built by its own module, imported when the
+dataset is first built.
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
-from segkit_plugins.datasets.folder import build_folder
-from segkit_plugins.datasets.shapes import SHAPES
-from segkit_plugins.datasets.synthetic import build_synthetic
-from segkit_plugins.datasets.voc import build_voc
+import importlib
+from typing import TYPE_CHECKING, Any, Literal
 
 from segkit import Param, hookimpl
+
+#: The shapes ``synthetic`` draws, in class order after the background.
+SHAPES = ("circle", "square", "triangle", "cross", "ring", "star")
+
+# The factories, for building a dataset directly; loaded on first use.
+_LAZY = {
+    "build_folder": "segkit_plugins.datasets.folder",
+    "build_synthetic": "segkit_plugins.datasets.synthetic",
+    "build_voc": "segkit_plugins.datasets.voc",
+}
+
+if TYPE_CHECKING:
+    from segkit_plugins.datasets.folder import build_folder
+    from segkit_plugins.datasets.synthetic import build_synthetic
+    from segkit_plugins.datasets.voc import build_voc
+
+__all__ = ["SHAPES", "build_folder", "build_synthetic", "build_voc"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
 
 @hookimpl
 def register_datasets(register) -> None:
     register(
         "voc",
-        build_voc,
+        "segkit_plugins.datasets.voc:build_voc",
         help="PASCAL VOC 2012 (VOCdevkit), with the SBD SegmentationClassAug masks when present",
         params=[
             Param("root", str, help="the VOCdevkit (or VOCdevkit/VOC2012) folder"),
             Param(
                 "augmented",
                 bool | Literal["auto"],
+                "auto",
                 help="train on train_aug + SegmentationClassAug: true, false or 'auto' "
                 "(when present)",
             ),
@@ -37,33 +61,36 @@ def register_datasets(register) -> None:
     )
     register(
         "folder",
-        build_folder,
+        "segkit_plugins.datasets.folder:build_folder",
         help="root/images and root/masks with matching file stems (index PNG masks)",
         params=[
             Param("root", str, help="folder holding images/ and masks/"),
-            Param("class_names", list[str] | None, help="class names, label 0 first"),
+            Param("class_names", list[str] | None, None, help="class names, label 0 first"),
             Param(
                 "num_classes",
                 int | None,
+                None,
                 help="number of classes when no names are given (neither: scan the masks)",
             ),
-            Param("palette", list[list[int]] | None, help="[r, g, b] per class; none: VOC"),
-            Param("splits_dir", str | None, help="folder of <split>.txt stem lists"),
-            Param("val_fraction", float, help="without split lists: share of images in 'val'"),
-            Param("seed", int, help="shuffle seed of the train/val division"),
+            Param("palette", list[list[int]] | None, None, help="[r, g, b] per class; none: VOC"),
+            Param("splits_dir", str | None, None, help="folder of <split>.txt stem lists"),
+            Param("val_fraction", float, 0.1, help="without split lists: share of images in 'val'"),
+            Param("seed", int, 0, help="shuffle seed of the train/val division"),
         ],
     )
     register(
         "synthetic",
-        build_synthetic,
+        "segkit_plugins.datasets.synthetic:build_synthetic",
         help="shapes on cluttered textured backgrounds, generated from a seed (no download)",
         params=[
-            Param("seed", int, help="generation seed: same seed, same images"),
-            Param("num_classes", int, help=f"background + the first shapes of {', '.join(SHAPES)}"),
-            Param("train_size", int, help="images in the train split"),
-            Param("val_size", int, help="images in the val split"),
-            Param("min_size", int, help="smallest image side"),
-            Param("max_size", int, help="largest image side"),
-            Param("max_objects", int, help="most shapes per image"),
+            Param("seed", int, 0, help="generation seed: same seed, same images"),
+            Param(
+                "num_classes", int, 5, help=f"background + the first shapes of {', '.join(SHAPES)}"
+            ),
+            Param("train_size", int, 2000, help="images in the train split"),
+            Param("val_size", int, 200, help="images in the val split"),
+            Param("min_size", int, 97, help="smallest image side"),
+            Param("max_size", int, 161, help="largest image side"),
+            Param("max_objects", int, 4, help="most shapes per image"),
         ],
     )

@@ -9,8 +9,7 @@ import math
 
 import numpy as np
 from PIL import Image, ImageDraw
-
-SHAPES = ("circle", "square", "triangle", "cross", "ring", "star")
+from segkit_plugins.datasets import SHAPES
 
 
 def _polygon(center: tuple[float, float], radius: float, angle: float, points: int) -> list:

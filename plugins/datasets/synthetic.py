@@ -6,7 +6,8 @@ import zlib
 from collections import OrderedDict
 
 import numpy as np
-from segkit_plugins.datasets.shapes import SHAPES, render_shapes
+from segkit_plugins.datasets import SHAPES
+from segkit_plugins.datasets.shapes import render_shapes
 
 from segkit import DataError
 from segkit.data import (

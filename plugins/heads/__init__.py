@@ -1,1 +1,1 @@
-"""Heads: FCN-32s/16s/8s and DeepLab v1 (LargeFOV, MSc)."""
+"""Heads: FCN-32s/16s/8s, DeepLab v1 (LargeFOV, MSc) and FPN."""

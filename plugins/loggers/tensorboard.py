@@ -1,30 +1,39 @@
 """TensorBoard logging of a run's per-epoch metrics, active when tensorboard is installed.
 
 Install it with ``pip install segkit[tensorboard]``; the scalars land in
-``<run dir>/tensorboard``.  Without tensorboard this plugin registers nothing.
+``<run dir>/tensorboard``.  Without tensorboard it does nothing.
 """
 
 from __future__ import annotations
 
+import functools
 from numbers import Real
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from segkit import hookimpl
-from segkit.train import Run
 
-try:
-    from torch.utils.tensorboard import SummaryWriter
-except ImportError:  # tensorboard is optional
-    SummaryWriter = None
+if TYPE_CHECKING:
+    from segkit.train import Run
 
 _writers: dict[int, Any] = {}
 
 
+@functools.cache
+def _summary_writer() -> Any:
+    """tensorboard's writer class, or None without tensorboard (imported by a run only)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional
+        return None
+    return SummaryWriter
+
+
 def _writer(run: Run) -> Any:
-    if SummaryWriter is None or not run.is_main:
+    writer_class = _summary_writer()
+    if writer_class is None or not run.is_main:
         return None
     if id(run) not in _writers:
-        _writers[id(run)] = SummaryWriter(log_dir=str(run.run_dir / "tensorboard"))
+        _writers[id(run)] = writer_class(log_dir=str(run.run_dir / "tensorboard"))
     return _writers[id(run)]
 
 
@@ -41,7 +50,7 @@ def on_epoch_end(run: Run, epoch: int, metrics: dict[str, Any]) -> None:
 
 @hookimpl
 def on_run_end(run: Run, summary: dict[str, Any], error: BaseException | None) -> None:
-    writer = _writers.pop(id(run), None) if SummaryWriter is not None else None
+    writer = _writers.pop(id(run), None)
     if writer is None:
         return
     if error is not None:  # the scalars written so far stay; there is no final evaluation

@@ -105,11 +105,10 @@ def plugins_markdown(plugins: Plugins) -> str:
 
     root = Path(__file__).resolve().parents[2]
 
-    def source(obj: object) -> str:
-        try:
-            path = Path(inspect.getsourcefile(obj) or "?").resolve()  # type: ignore[arg-type]
-        except TypeError:
+    def source(file: str | None) -> str:
+        if file is None:
             return "?"
+        path = Path(file).resolve()
         bases = [root, *(Path(p).resolve() for p in sys.path if p)]
         for base in sorted(bases, key=lambda b: len(b.parts), reverse=True):
             if path.is_relative_to(base):
@@ -122,10 +121,12 @@ def plugins_markdown(plugins: Plugins) -> str:
     rows = ["| hook point | name | plugin file | what it is |", "|---|---|---|---|"]
     for kind in KINDS:
         for name, comp in sorted(plugins.registry.components[kind].items()):
-            rows.append(f"| {kind} | `{name}` | `{source(comp.factory)}` | {cell(comp.help)} |")
+            file = source(comp.source_file())  # a lazy factory's module is found, not run
+            rows.append(f"| {kind} | `{name}` | `{file}` | {cell(comp.help)} |")
     events = [n for n in dir(hookspecs) if n.startswith("on_")]
     for name, plugin in sorted(plugins.manager.list_name_plugin()):
         if any(hasattr(plugin, event) for event in events):
             doc = (inspect.getdoc(plugin) or "").split("\n\n")[0].replace("\n", " ")
-            rows.append(f"| run events | `{name}` | `{source(plugin)}` | {cell(doc)} |")
+            file = source(inspect.getsourcefile(plugin))  # type: ignore[arg-type]
+            rows.append(f"| run events | `{name}` | `{file}` | {cell(doc)} |")
     return "\n".join(rows)

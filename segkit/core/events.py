@@ -18,8 +18,6 @@ from collections.abc import Callable, MutableMapping, Sequence
 from typing import Any
 
 import pluggy
-from rich.console import Console
-from rich.text import Text
 
 from segkit.core.errors import SegkitError
 
@@ -73,6 +71,10 @@ def _guard(
 
 
 def _warn(run: Any, line: str) -> None:
+    # rich is imported here, not at the top: loading the plugins must not pay for it.
+    from rich.console import Console
+    from rich.text import Text
+
     text = Text(line, "yellow")
     if run is not None and hasattr(run, "log"):
         run.log(text)  # the run's console, rank 0 only

@@ -8,12 +8,39 @@ loading with a line that names the plugin and the hook it meant.
 
 Registration hooks receive a ``register`` callback::
 
-    register(name, factory, params=[Param(...)], help="one line")
+    register(name, factory, params=[Param(...)], help="one line", check=None)
 
 ``factory`` is called with the positional context the hook documents and with the
 user's parameters as keywords, already validated against ``params``.  The ``Param``
 list is checked against the factory's signature when the plugin loads.  Two plugins
 registering the same name at the same hook point is an error that names both.
+
+``factory`` may also be the import path of the function, ``"package.module:function"``:
+the module is imported when the part is first built, so that loading the plugins
+(``segkit plugins``, ``segkit config``, every command's start) does not import what
+it imports, PyTorch above all.  Keep the registering module light and put the
+factory in a module of its own::
+
+    @hookimpl
+    def register_heads(register):
+        register(
+            "my_head",
+            "my_package.heads:build_my_head",  # imports torch when a model is built
+            params=[Param("channels", int, 256, "width"), Param("root", str, help="data")],
+            help="my head",
+        )
+
+Such a factory's Params state the defaults, since the factory is not read at load
+time: a Param without one is required, and when the factory is first imported its
+signature is checked as a callable's is at load time, and a default it gives that
+the Param does not state is refused.  Its modules follow the same import rule as the
+plugin's own: segkit's public API only.
+
+``check``, optional, is called with the user's parameters as keywords (validated,
+defaults filled in) before the factory, and alone by ``segkit config`` and before a
+run, which build nothing: it raises :class:`segkit.ConfigError` for the values the
+factory would refuse (``momentum`` outside [0, 1)).  It must be cheap, importing no
+more than the registering module does.
 """
 
 from __future__ import annotations

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import ast
 import os
 import re
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
-from pathlib import Path
 
 import pluggy
 
 from segkit.core import hookspecs
 from segkit.core.errors import PluginError, did_you_mean
 from segkit.core.events import guard_run_events
+from segkit.core.imports import check_source_imports, module_files
 from segkit.core.registry import (
     KINDS,
     PLURAL,
@@ -28,19 +26,6 @@ from segkit.core.registry import (
 ENTRY_POINT_GROUP = "segkit"
 DISABLE_ENV = "SEGKIT_DISABLE_PLUGINS"
 BUILTIN_DISTRIBUTION = "segkit"
-
-#: What plugins may import from segkit: the package and the rooms' ``__init__``s.
-PUBLIC_MODULES = frozenset(
-    {
-        "segkit",
-        "segkit.core",
-        "segkit.model",
-        "segkit.data",
-        "segkit.infer",
-        "segkit.train",
-        "segkit.testing",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -71,11 +56,24 @@ class Plugins:
         return [info for info in self.infos if info.status.startswith("failed")]
 
 
-def _distribution(ep: EntryPoint) -> tuple[str, str]:
-    dist = ep.dist
-    if dist is None:
-        return "?", "?"
-    return dist.metadata["Name"], dist.version
+def _with_distributions(found: Iterable[EntryPoint]) -> list[tuple[EntryPoint, str, str]]:
+    """Each entry point with its distribution's name and version.
+
+    A distribution's METADATA (segkit's holds the whole README) is parsed once, not
+    once per entry point and field: it is most of what loading the plugins costs.
+    """
+    known: dict[int, tuple[str, str]] = {}
+    result = []
+    for ep in found:
+        dist = ep.dist
+        if dist is None:
+            result.append((ep, "?", "?"))
+            continue
+        if id(dist) not in known:
+            metadata = dist.metadata
+            known[id(dist)] = (metadata["Name"], metadata["Version"])
+        result.append((ep, *known[id(dist)]))
+    return result
 
 
 def _disabled_from_env() -> set[str]:
@@ -114,15 +112,14 @@ def load_plugins(disable: set[str] | frozenset[str] = frozenset(), extra: tuple 
     plugins = Plugins(manager, registry)
 
     found = sorted(
-        entry_points(group=ENTRY_POINT_GROUP),
-        key=lambda ep: (_distribution(ep)[0] != BUILTIN_DISTRIBUTION, ep.name),
+        _with_distributions(entry_points(group=ENTRY_POINT_GROUP)),
+        key=lambda item: (item[1] != BUILTIN_DISTRIBUTION, item[0].name),
     )
     seen: set[str] = set()
-    for ep in found:
+    for ep, dist, version in found:
         if ep.name in seen:  # the same distribution seen twice on sys.path
             continue
         seen.add(ep.name)
-        dist, version = _distribution(ep)
         if ep.name in disable:
             plugins.infos.append(PluginInfo(ep.name, dist, version, "disabled"))
             continue
@@ -153,7 +150,7 @@ def _failed(name: str, dist: str, version: str, why: str) -> PluginInfo:
 def _register(plugins: Plugins, name: str, module: object, dist: str, version: str) -> None:
     manager, registry = plugins.manager, plugins.registry
     try:
-        _check_imports(name, module)
+        check_source_imports(module_files(module))
         manager.register(module, name=name)
     except ValueError as exc:
         raise PluginError(f"plugin '{name}' could not be registered: {exc}") from exc
@@ -165,13 +162,14 @@ def _register(plugins: Plugins, name: str, module: object, dist: str, version: s
     except PluginError as exc:
         plugins.infos.append(_failed(name, dist, version, str(exc)))
         return
+    package = getattr(module, "__name__", type(module).__module__).split(".")[0]
     try:
         _check_hook_names(manager, name)
         for kind in KINDS:
             hook = getattr(manager.hook, f"register_{PLURAL[kind]}")
             impls = [impl for impl in hook.get_hookimpls() if impl.plugin_name == name]
             for impl in impls:
-                given = {"register": Register(registry, kind, name)}
+                given = {"register": Register(registry, kind, name, package)}
                 impl.function(**{arg: given[arg] for arg in impl.argnames})
     except PluginError as exc:
         if not isinstance(exc, SchemaMismatch | NameTaken | _UnknownHook):
@@ -226,66 +224,6 @@ def _check_hook_names(manager: pluggy.PluginManager, name: str) -> None:
         raise _UnknownHook(
             f"it implements {hooks}, which is not a segkit hook{hints} (hooks: {', '.join(known)})"
         ) from None
-
-
-def _check_imports(name: str, module: object) -> None:
-    """Plugins import segkit's public API only, so that segkit may move what is private."""
-    for source in _source_files(module):
-        try:
-            tree = ast.parse(source.read_text(encoding="utf-8"))
-        except (OSError, SyntaxError, UnicodeDecodeError):
-            continue
-        for node in ast.walk(tree):
-            for imported in _segkit_imports(node):
-                if imported not in PUBLIC_MODULES:
-                    raise PluginError(
-                        f"it imports {imported} ({source.name} line {node.lineno}), which is "
-                        f"private to segkit; import from {_public_parent(imported)} instead"
-                    )
-
-
-def _segkit_imports(node: ast.AST) -> list[str]:
-    """The segkit modules (and private names) an import statement reaches for."""
-    if isinstance(node, ast.Import):
-        return [a.name for a in node.names if a.name.split(".")[0] == "segkit"]
-    if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-        if node.module.split(".")[0] != "segkit":
-            return []
-        if node.module not in PUBLIC_MODULES:
-            return [node.module]
-        return [
-            f"{node.module}.{a.name}"
-            for a in node.names
-            if a.name.startswith("_")
-            or (
-                f"{node.module}.{a.name}" in sys.modules
-                and f"{node.module}.{a.name}" not in PUBLIC_MODULES
-            )
-        ]
-    return []
-
-
-def _public_parent(module: str) -> str:
-    parts = module.split(".")
-    while parts and ".".join(parts) not in PUBLIC_MODULES:
-        parts.pop()
-    return ".".join(parts) or "segkit"
-
-
-def _source_files(module: object) -> list[Path]:
-    """The plugin module's file and, for a package, its modules' files."""
-    file = getattr(module, "__file__", None)
-    if not file:
-        return []
-    files = [Path(file)]
-    if getattr(module, "__path__", None) is not None:
-        prefix = f"{module.__name__}."
-        files += [
-            Path(m.__file__)
-            for n, m in list(sys.modules.items())
-            if n.startswith(prefix) and getattr(m, "__file__", None)
-        ]
-    return [f for f in files if f.suffix == ".py"]
 
 
 def default_registry(registry: Registry | None = None) -> Registry:

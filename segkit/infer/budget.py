@@ -19,8 +19,6 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
-
 from segkit.core.errors import DataError
 
 #: Images above this many megapixels are refused unless ``--max-megapixels`` is raised.
@@ -61,6 +59,8 @@ def crf_cost(pixels: int, classes: int, iterations: int) -> tuple[int, float]:
 def header_size(path: Path, what: str = "image") -> tuple[int, int]:
     """(width, height) of an image file from its header, without decoding the pixels;
     a missing or unreadable file is a :class:`DataError` naming it as ``what``."""
+    from PIL import Image, UnidentifiedImageError  # here: the CLI's parser reads this module
+
     try:
         with warnings.catch_warnings():
             # the size is what is checked here: Pillow's own bomb warning would be a second

@@ -3,7 +3,8 @@
 Every backbone's ``weights`` takes the same values: ``"imagenet"`` (its ImageNet
 weights from the local cache), ``"none"`` or no value (random initialisation), or the
 path of a state dict (``.safetensors``, or ``.pth``/``.pt``/``.bin`` read with
-``weights_only=True``); ``resolve_weights`` tells them apart.
+``weights_only=True``); ``resolve_weights`` (:mod:`segkit.model.weights_param`) tells
+them apart.
 ``read_torchvision_weights`` reads ``"imagenet"`` from the torch hub cache (the file
 torchvision would download, looked up by the name in its URL) and never reaches for
 the network, or reads a path; every failure is one line naming the file and what to
@@ -25,25 +26,6 @@ import torch
 from torch import Tensor, nn
 
 from segkit.core.errors import CheckpointError
-from segkit.core.registry import Param
-
-#: The ``weights`` parameter every backbone shares (see ``resolve_weights``).
-WEIGHTS_PARAM = Param(
-    "weights",
-    str | None,
-    None,
-    "'imagenet' (ImageNet weights from the local torch hub / Hugging Face cache), "
-    "'none' (random init, the default), or the path of a .safetensors/.pth state dict",
-)
-#: Values of ``weights`` that mean "no pretrained weights".
-NO_WEIGHTS = ("none", "")
-
-
-def resolve_weights(weights: str | None) -> str | None:
-    """``None`` for no weights (``None``, ``"none"``, ``""``), else ``"imagenet"`` or a path."""
-    if weights is None or weights.strip().lower() in NO_WEIGHTS:
-        return None
-    return "imagenet" if weights.strip().lower() == "imagenet" else weights
 
 
 def hub_checkpoint(url: str) -> Path:

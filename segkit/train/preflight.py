@@ -1,10 +1,13 @@
 """What a run would reject, checked before it starts: ``segkit config`` and ``segkit run``
 share this path, so a config the one accepts the other does not refuse halfway.
 
-Plugin parts check their own parameters when they are built (an optimizer its
-momentum, an augmentation its scale range), so the cheap parts are built here once on
-stand-ins: the recipe on one weight, the augmentations on the crop, the
-post-processors as they are.  Nothing here reads a dataset or writes a file.
+Plugin parts check their own parameters (an optimizer its momentum, an augmentation
+its scale range) in the ``check`` they register, which runs here without building the
+part, so that no PyTorch is imported; the schedule, a plain function of the
+iteration, is built, so that its steps are checked against the run's length.  What a
+part can only check once built (a loss's class weights against the dataset's classes,
+a CUDA device asked for) the run checks before its first step.  Nothing here reads a
+dataset or writes a file.
 """
 
 from __future__ import annotations
@@ -13,16 +16,9 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-import torch
-from torch import nn
-
 from segkit.core.config import Config
 from segkit.core.errors import ConfigError
 from segkit.core.registry import Registry
-from segkit.data.transforms import build_train_transform
-from segkit.infer.postprocess import PostprocessChain
-from segkit.train.recipe import LossTask, build_loss, build_optimizer, build_schedule
 
 #: The run length the schedule is tried with when only the dataset will tell it: long
 #: enough that no iteration a schedule names is outside it.
@@ -34,10 +30,12 @@ def check_config(config: Config, registry: Registry) -> None:
     steps = config.run.steps
     if "train" in steps:
         with _located("data.augment"):
-            build_train_transform(config.data, registry)
+            for step in config.data.augment:
+                registry.get("augmentation", step.name).validate(step.params)
         _check_recipe(config, registry)
     with _located("postprocessors"):
-        PostprocessChain.from_parts(config.postprocessors, registry)
+        for part in config.postprocessors:
+            registry.get("postprocessor", part.name).validate(part.params)
     if "predict" in steps:
         _check_images_exist(config.predict.images)
 
@@ -53,34 +51,20 @@ def _located(key: str) -> Iterator[None]:
         raise ConfigError(f"{key}: {exc}") from None
 
 
-class _OneWeight(nn.Module):
-    """A stand-in model: the optimizer and schedule check their settings on one weight."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.zeros(1, 1))
-
-    def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        return {"backbone": [self.weight], "head": []}
-
-
 def _check_recipe(config: Config, registry: Registry) -> None:
     train = config.train
-    classes = config.model.num_classes
-    # Per-class weights can only be counted once the dataset gives the classes.
-    terms = [t for t in train.loss if classes is not None or "class_weights" not in t.params]
-    uniform = np.full(classes or 2, 1 / (classes or 2))
-    if terms or not train.loss:  # an empty list is its own error
-        with _located("train.loss"):
-            build_loss(terms, LossTask(classes or 2, frequencies=lambda: uniform), registry)
+    with _located("train.loss"):
+        if not train.loss:
+            raise ConfigError("train.loss is empty; name at least one loss, e.g. cross_entropy")
+        for term in train.loss:
+            registry.get("loss", term.name).validate(term.params)
     with _located("train.optimizer"):
-        optimizer = build_optimizer(_OneWeight(), train, registry)
+        registry.get("optimizer", train.optimizer.name).validate(train.optimizer.params)
     known = train.iterations is not None
     total = train.iterations if known else _UNKNOWN_LENGTH
-    warmup = train.warmup_iterations if known else 0  # else checked against the real length
     try:
         with _located("train.schedule"):
-            build_schedule(optimizer, train.schedule, total, warmup, registry)
+            registry.get("schedule", train.schedule.name).build(total, params=train.schedule.params)
     except ConfigError as exc:
         if known or str(_UNKNOWN_LENGTH) not in str(exc):
             raise
