@@ -118,18 +118,10 @@ def run(args: argparse.Namespace) -> int:
 
 def check_image_sizes(paths: list[Path], segmenter: Any, args: argparse.Namespace) -> None:
     """Refuse images too large for one go before any work, and say what a large one costs."""
-    from segkit.infer.budget import DEFAULT_CRF_ITERATIONS, Work, check_size, header_size
+    from segkit.infer.budget import Work, check_size, header_size
 
-    refined = bool(args.postprocess and segmenter.postprocessors)
-    iterations = [
-        int(part.params.get("iterations", DEFAULT_CRF_ITERATIONS))
-        for part in segmenter.config.postprocessors
-    ]
-    work = Work(
-        whole_image_pass=segmenter.inference.tiling is None,
-        crf_iterations=max(iterations, default=DEFAULT_CRF_ITERATIONS) if refined else None,
-        classes=len(segmenter.class_names),
-    )
+    work = Work.planned(segmenter, args.postprocess)
+    refined = work.crf_iterations is not None
     alternatives = ("--tile 512 (the network in windows)",) if work.whole_image_pass else ()
     alternatives += ("--no-crf",) if refined else ()
     for path in paths:
