@@ -10,6 +10,7 @@ import re
 import socket
 import threading
 import time
+import urllib.parse
 from argparse import Namespace
 
 import numpy as np
@@ -115,6 +116,26 @@ def test_json_gives_shares_sizes_timing_and_both_masks(client, image_file):
     np.testing.assert_array_equal(raw, np.asarray(Image.open(io.BytesIO(plain.content))))
     timing = result["timing_ms"]
     assert timing["total"] >= timing["predict"] > 0 and timing["queued"] >= 0
+
+
+@pytest.mark.parametrize(
+    ("sent", "offered"),
+    [
+        ("straße (1).png", "straße (1)_mask.png"),
+        ("tab\there.png", "tab_here_mask.png"),
+        ("../../etc/passwd.png", "passwd_mask.png"),
+        ("x" * 300 + ".png", "x" * 116 + "_mask.png"),
+        ("", "upload_mask.png"),
+    ],
+)
+def test_any_file_name_is_answered_and_offered_back(client, sent, offered):
+    body = multipart([("image", sent, photo())])  # by hand: as sent, not percent-encoded
+    headers = {"content-type": "multipart/form-data; boundary=segkit-test"}
+    answer = client.post("/predict", content=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    given = answer.headers["content-disposition"]
+    assert urllib.parse.unquote(given.split("filename*=UTF-8''")[1]) == offered
+    assert given.encode("latin-1").isascii()
 
 
 def test_info_describes_the_model(client):

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from importlib.resources import files
 from typing import Any
+from urllib.parse import quote
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -69,7 +71,7 @@ def create_app(service: ModelService, work_queue: WorkQueue | None = None) -> St
         server_timing = ", ".join(f"{name};dur={ms}" for name, ms in timing.items())
         if isinstance(done.result, Picture):
             headers = {
-                "Content-Disposition": f'inline; filename="{done.result.filename}"',
+                "Content-Disposition": disposition(done.result.filename),
                 "Server-Timing": server_timing,
             }
             return Response(done.result.data, media_type="image/png", headers=headers)
@@ -102,6 +104,13 @@ def create_app(service: ModelService, work_queue: WorkQueue | None = None) -> St
     app.state.service = service
     app.state.work_queue = jobs
     return app
+
+
+def disposition(filename: str) -> str:
+    """``Content-Disposition`` offering ``filename``: plain ASCII for every client, the
+    name itself (RFC 6266's ``filename*``) for those that read it."""
+    plain = re.sub(r"[^A-Za-z0-9._ -]", "_", filename)
+    return f"inline; filename=\"{plain}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 def _page(name: str) -> Endpoint:

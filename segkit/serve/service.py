@@ -32,6 +32,9 @@ from segkit.serve.limits import Limits
 from segkit.serve.options import FORMATS, PredictOptions
 from segkit.serve.pictures import mask_png, overlay_png
 
+#: Bytes of an upload's file name on disk (file systems take 255).
+_LONGEST_NAME = 120
+
 
 @dataclass(frozen=True)
 class Picture:
@@ -74,10 +77,10 @@ class ModelService:
                 "device": str(segmenter.device),
             },
             "classes": [
-                {"index": i, "name": name, "colour": self.colour(i)}
+                {"index": i, "name": name, "colour": colour(segmenter.palette, i)}
                 for i, name in enumerate(segmenter.class_names)
             ],
-            "palette": [self.colour(i) for i in range(len(segmenter.class_names))],
+            "palette": [colour(segmenter.palette, i) for i in range(len(segmenter.class_names))],
             "postprocessors": [
                 {"name": part.name, "params": dict(part.params)} for part in config.postprocessors
             ],
@@ -100,15 +103,14 @@ class ModelService:
             },
         }
 
-    def colour(self, label: int) -> list[int]:
-        return [int(c) for c in self.segmenter.palette[label]]
-
     @contextmanager
     def upload(self, filename: str, data: bytes) -> Iterator[Path]:
-        """``data`` saved as ``filename`` in a folder of its own, removed afterwards."""
+        """``data`` saved under the client's file name in a request folder of its own
+        (``<request>/upload/<name>``; the pictures go to ``<request>``), removed afterwards."""
         folder = Path(tempfile.mkdtemp(prefix="request-", dir=self.workdir))
         try:
-            path = folder / (safe_name(Path(filename).name) if filename else "upload")
+            path = folder / "upload" / upload_name(filename)
+            path.parent.mkdir()
             path.write_bytes(data)
             yield path
         finally:
@@ -141,7 +143,7 @@ class ModelService:
     def predict(self, path: Path, options: PredictOptions) -> Picture | dict[str, Any]:
         """The answer to one checked upload: the mask or overlay PNG, or the JSON numbers.
 
-        Runs on the worker thread; the pictures are written beside the upload.
+        Runs on the worker thread; the pictures are written in the request's folder.
         """
         try:
             image = read_image(path)
@@ -150,53 +152,69 @@ class ModelService:
             )[0]
         except SegkitError as exc:
             raise RequestError(422, _public(exc, path)) from None
-        palette, stem = self.segmenter.palette, path.stem
+        palette, stem, folder = self.segmenter.palette, path.stem, path.parent.parent
         if options.format == "png":
-            return Picture(mask_png(pair.final.labels, palette, path.parent), f"{stem}_mask.png")
+            return Picture(mask_png(pair.final.labels, palette, folder), f"{stem}_mask.png")
         if options.format == "overlay":
-            data = overlay_png(pair.image, pair.final.labels, palette, path.parent)
+            data = overlay_png(pair.image, pair.final.labels, palette, folder)
             return Picture(data, f"{stem}_overlay.png")
-        return self.numbers(pair, options, path.parent)
+        return numbers(self.segmenter, pair, options, folder)
 
-    def numbers(
-        self, pair: PredictionPair, options: PredictOptions, folder: Path
-    ) -> dict[str, Any]:
-        """The JSON answer: size, settings, each class's pixels and share (and the masks)."""
-        classes = len(self.segmenter.class_names)
-        final, refined = pair.final.labels, pair.refined is not None
-        pixels = np.bincount(final.ravel(), minlength=classes)
-        total = int(final.size)
-        answer: dict[str, Any] = {
-            "width": int(final.shape[1]),
-            "height": int(final.shape[0]),
-            "postprocess": refined,
-            "postprocessors": self.segmenter.postprocessors.names() if refined else [],
-            "tta": options.tta,
-            "inference": self.segmenter.settings(options.tta).describe(),
-            "classes": [
-                {
-                    "index": i,
-                    "name": name,
-                    "colour": self.colour(i),
-                    "pixels": int(pixels[i]),
-                    "share": round(float(pixels[i]) / total, 6),
-                }
-                for i, name in enumerate(self.segmenter.class_names)
-            ],
-            "raw_shares": None,
-            "changed_share": None,
-        }
+
+def numbers(
+    segmenter: Segmenter, pair: PredictionPair, options: PredictOptions, folder: Path
+) -> dict[str, Any]:
+    """The JSON answer: size, settings, each class's pixels and share (and the masks,
+    written in ``folder``)."""
+    names, palette = segmenter.class_names, segmenter.palette
+    final, refined = pair.final.labels, pair.refined is not None
+    pixels = np.bincount(final.ravel(), minlength=len(names))
+    total = int(final.size)
+    answer: dict[str, Any] = {
+        "width": int(final.shape[1]),
+        "height": int(final.shape[0]),
+        "postprocess": refined,
+        "postprocessors": segmenter.postprocessors.names() if refined else [],
+        "tta": options.tta,
+        "inference": segmenter.settings(options.tta).describe(),
+        "classes": [
+            {
+                "index": i,
+                "name": name,
+                "colour": colour(palette, i),
+                "pixels": int(pixels[i]),
+                "share": round(float(pixels[i]) / total, 6),
+            }
+            for i, name in enumerate(names)
+        ],
+        "raw_shares": None,
+        "changed_share": None,
+    }
+    if refined:
+        raw = np.bincount(pair.raw.labels.ravel(), minlength=len(names))
+        answer["raw_shares"] = [round(float(count) / total, 6) for count in raw]
+        changed = np.count_nonzero(pair.raw.labels != final)
+        answer["changed_share"] = round(changed / total, 6)
+    if options.masks:
+        answer["mask_png"] = _base64(mask_png(final, palette, folder))
         if refined:
-            raw = np.bincount(pair.raw.labels.ravel(), minlength=classes)
-            answer["raw_shares"] = [round(float(count) / total, 6) for count in raw]
-            changed = np.count_nonzero(pair.raw.labels != final)
-            answer["changed_share"] = round(changed / total, 6)
-        if options.masks:
-            palette = self.segmenter.palette
-            answer["mask_png"] = _base64(mask_png(final, palette, folder))
-            if refined:
-                answer["raw_mask_png"] = _base64(mask_png(pair.raw.labels, palette, folder))
-        return answer
+            answer["raw_mask_png"] = _base64(mask_png(pair.raw.labels, palette, folder))
+    return answer
+
+
+def upload_name(filename: str) -> str:
+    """The client's file name as one plain, not too long file name (``upload`` if none)."""
+    name = "".join(c if c.isprintable() else "_" for c in safe_name(Path(filename).name))
+    if len(name.encode()) > _LONGEST_NAME:
+        suffix = Path(name).suffix[:16]
+        name = name.encode()[: _LONGEST_NAME - len(suffix.encode())].decode(errors="ignore")
+        name += suffix
+    return name if filename else "upload"
+
+
+def colour(palette: np.ndarray, label: int) -> list[int]:
+    """The RGB colour of ``label`` as JSON numbers."""
+    return [int(c) for c in palette[label]]
 
 
 def _public(exc: Exception, path: Path) -> str:
