@@ -53,6 +53,7 @@ def create_app(service: ModelService, work_queue: WorkQueue | None = None) -> St
         options = parse_query(
             request.query_params.multi_items(), service.postprocess_default, service.tta_default
         )
+        jobs.refuse_when_full()
         body = await read_body(
             request.headers.get("content-length"), request.stream(), service.limits.max_upload_bytes
         )

@@ -58,6 +58,12 @@ class WorkQueue:
         """Seconds until the queue has likely room again (at least one)."""
         return max(1, math.ceil(self.pending * self.mean_job_s))
 
+    def refuse_when_full(self) -> None:
+        """A 503 :class:`RequestError` (with ``Retry-After``) when no place is free: asked
+        before a request's body is read, so that refused uploads are never held."""
+        if self.pending >= self.capacity:
+            raise self._busy()
+
     async def run(self, job: Callable[[], T]) -> Done[T]:
         """Run ``job`` on the worker thread once the jobs before it are done.
 
@@ -68,30 +74,27 @@ class WorkQueue:
             if not full:
                 self._pending += 1
         if full:
-            wait = self.retry_after()
-            raise RequestError(
-                503,
-                f"the server is busy ({self.capacity} requests waiting or running); "
-                f"retry in {wait} s",
-                {"Retry-After": str(wait)},
-            )
+            raise self._busy()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Done[T]] = loop.create_future()
         self._jobs.put((job, loop, future, time.perf_counter()))
         return await future
 
-    def close(self) -> None:
-        """Stop the worker thread after the jobs already queued."""
-        self._jobs.put(None)
-        self._thread.join(timeout=60)
+    def _busy(self) -> RequestError:
+        wait = self.retry_after()
+        return RequestError(
+            503,
+            f"the server is busy ({self.capacity} requests waiting or running); retry in {wait} s",
+            {"Retry-After": str(wait)},
+        )
 
     def _work(self) -> None:
-        while (item := self._jobs.get()) is not None:
-            job, loop, future, queued_at = item
+        while True:
+            job, loop, future, queued_at = self._jobs.get()
             started = time.perf_counter()
             outcome: tuple[bool, Any]
             try:
-                if future.cancelled():  # the client went away while it waited
+                if future.cancelled():  # its request was cancelled (the server is stopping)
                     continue
                 outcome = (True, Done(job(), started - queued_at, time.perf_counter() - started))
             except BaseException as exc:  # handed to the request, which answers for it
