@@ -12,14 +12,25 @@ import os
 import sys
 from collections.abc import Sequence
 
-from segkit.cli import config, eval, export, plugins, predict, refine, run, summary, terminal
+from segkit.cli import (
+    config,
+    eval,
+    export,
+    plugins,
+    predict,
+    refine,
+    run,
+    serve,
+    summary,
+    terminal,
+)
 from segkit.core.errors import SegkitError
 from segkit.core.interrupts import stop_on_signals
 from segkit.core.manager import DISABLE_ENV, check_disable_names
 from segkit.core.outputs import storage_error
 
 #: The commands in the order ``segkit --help`` lists them.
-COMMANDS = (run, predict, eval, export, refine, plugins, config, summary)
+COMMANDS = (run, predict, eval, export, refine, serve, plugins, config, summary)
 
 
 def build_parser() -> argparse.ArgumentParser:

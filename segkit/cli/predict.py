@@ -129,18 +129,10 @@ def check_image_sizes(
 ) -> dict[Path, tuple[int, int]]:
     """Each image's (width, height), from its header; images too large for one go are
     refused before any work, and a large one is told what it costs."""
-    from segkit.infer.budget import DEFAULT_CRF_ITERATIONS, Work, check_size, header_size
+    from segkit.infer.budget import Work, check_size, header_size
 
-    refined = bool(args.postprocess and segmenter.postprocessors)
-    iterations = [
-        int(part.params.get("iterations", DEFAULT_CRF_ITERATIONS))
-        for part in segmenter.config.postprocessors
-    ]
-    work = Work(
-        whole_image_pass=segmenter.inference.tiling is None,
-        crf_iterations=max(iterations, default=DEFAULT_CRF_ITERATIONS) if refined else None,
-        classes=len(segmenter.class_names),
-    )
+    work = Work.planned(segmenter, args.postprocess)
+    refined = work.crf_iterations is not None
     alternatives = ("--tile 512 (the network in windows)",) if work.whole_image_pass else ()
     alternatives += ("--no-crf",) if refined else ()
     sizes = {}

@@ -18,6 +18,7 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from segkit.core.errors import DataError
 
@@ -35,6 +36,10 @@ _CRF_BYTES_PER_PIXEL_AND_CLASS = 36
 _CRF_SECONDS_PER_STEP = 3e-7  # one pixel, one class, one iteration
 
 
+class ImageTooLarge(DataError):
+    """An image over the size taken in one go, or over Pillow's decompression-bomb limit."""
+
+
 @dataclass(frozen=True)
 class Work:
     """What one go over an image involves: a whole-image network pass and/or a CRF."""
@@ -48,6 +53,20 @@ class Work:
         if self.crf_iterations is not None:
             parts.append("the dense CRF")
         return " and ".join(parts)
+
+    @classmethod
+    def planned(cls, segmenter: Any, postprocess: bool) -> Work:
+        """What ``segmenter`` (a :class:`~segkit.infer.Segmenter`) does to one image."""
+        iterations = [
+            int(part.params.get("iterations", DEFAULT_CRF_ITERATIONS))
+            for part in segmenter.config.postprocessors
+        ]
+        refined = bool(postprocess and segmenter.postprocessors)
+        return cls(
+            whole_image_pass=segmenter.inference.tiling is None,
+            crf_iterations=max(iterations, default=DEFAULT_CRF_ITERATIONS) if refined else None,
+            classes=len(segmenter.class_names),
+        )
 
 
 def crf_cost(pixels: int, classes: int, iterations: int) -> tuple[int, float]:
@@ -68,7 +87,7 @@ def header_size(path: Path, what: str = "image") -> tuple[int, int]:
             with Image.open(path) as image:
                 return image.size
     except Image.DecompressionBombError as exc:
-        raise DataError(
+        raise ImageTooLarge(
             f"{what} {path} is too large to read safely ({exc}); downscale it or split it"
         ) from None
     except FileNotFoundError:
@@ -97,7 +116,7 @@ def check_size(
     cost = f"{work.describe()}{_estimate(work, width * height)}"
     if megapixels > limit:
         ways = [*alternatives, f"raise the limit with --max-megapixels {math.ceil(megapixels)}"]
-        raise DataError(f"{size}, over the {limit:g} MP limit for {cost}; {', or '.join(ways)}")
+        raise ImageTooLarge(f"{size}, over the {limit:g} MP limit for {cost}; {', or '.join(ways)}")
     if megapixels > WARN_MEGAPIXELS:
         return f"note: {size}: {cost}"
     return None
