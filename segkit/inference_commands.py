@@ -40,12 +40,13 @@ def check_flags(args: argparse.Namespace, **flags: str) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from segkit.cli import console, err_console, plugins_for
+    from segkit.core.progress import progress_display
     from segkit.core.ranges import Range
     from segkit.data import read_image
     from segkit.infer import Segmenter
     from segkit.infer.batch import batches_by_size, collect_images, unique_stems
     from segkit.infer.device import resolve_device
-    from segkit.report import prediction_paths, progress_display, write_prediction
+    from segkit.infer.pictures import prediction_paths, write_prediction
     from segkit.train import prepare_output_dir
 
     check_flags(args, tile="--tile", overlap="--overlap", batch_size="--batch-size")
@@ -124,12 +125,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import time
 
     from segkit.cli import console, plugins_for
+    from segkit.core.progress import progress_display
     from segkit.data.dataset import build_dataset
     from segkit.infer import Precision, Segmenter
-    from segkit.infer.evaluate import summarize
+    from segkit.infer.evaluate import metrics_table, summarize
     from segkit.infer.inference import InferenceSettings
     from segkit.infer.postprocess import PostprocessChain
-    from segkit.report import metrics_table, progress_display
     from segkit.train.context import Run
     from segkit.train.distributed import Processes
     from segkit.train.evaluation import Evaluator

@@ -22,7 +22,7 @@ from segkit.data import (
     build_train_transform,
     voc_palette,
 )
-from segkit.report import save_mask_png
+from segkit.infer.pictures import save_mask_png
 
 TRAIN_IDS = ["2007_000032", "2007_000039", "2007_000063"]
 VAL_IDS = ["2007_000033", "2007_000042"]

@@ -1,5 +1,5 @@
 """Scoring a model on a dataset: confusion matrices of the raw prediction and after each
-post-processor, summed over every ``torchrun`` process."""
+post-processor, summed over every ``torchrun`` process, and the table that shows them."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from rich.table import Table
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -81,3 +82,30 @@ def summarize(results: dict[str, dict[str, Any]], postprocessors: list[str]) -> 
     summary = dict(results["raw"])
     summary["postprocessed"] = {name: results[name] for name in postprocessors}
     return summary
+
+
+_SUMMARY_ROWS = (
+    ("mIoU", "miou"),
+    ("pixel acc", "pixel_acc"),
+    ("mean class acc", "mean_class_acc"),
+    ("fw IoU", "fw_iou"),
+)
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
+def metrics_table(summary: dict[str, Any], class_names: list[str]) -> Table:
+    """Per-class IoU and the summary metrics, raw and after each post-processor."""
+    columns = {"raw": summary, **summary.get("postprocessed", {})}
+    table = Table(title="final evaluation", show_lines=False)
+    table.add_column("class")
+    for name in columns:
+        table.add_column(name, justify="right")
+    for name in class_names:
+        table.add_row(name, *(_fmt(c["per_class_iou"].get(name)) for c in columns.values()))
+    table.add_section()
+    for label, key in _SUMMARY_ROWS:
+        table.add_row(f"[bold]{label}", *(f"[bold]{_fmt(c[key])}" for c in columns.values()))
+    return table

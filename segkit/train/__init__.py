@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from segkit.train.checkpoints import RunCheckpoints, unwrap
 from segkit.train.context import Run, default_run_dir, prepare_output_dir
+from segkit.train.curves import curves_figure, write_curves
 from segkit.train.distributed import Processes, leave_process_group
 from segkit.train.evaluation import Evaluator
 from segkit.train.recipe import (
@@ -31,6 +32,7 @@ __all__ = [
     "build_loss",
     "build_optimizer",
     "build_schedule",
+    "curves_figure",
     "default_run_dir",
     "leave_process_group",
     "param_groups",
@@ -39,4 +41,5 @@ __all__ = [
     "seed_everything",
     "train_step",
     "unwrap",
+    "write_curves",
 ]

@@ -16,8 +16,8 @@ from rich.progress import Progress
 from segkit.core.config import Config
 from segkit.core.errors import SegkitError
 from segkit.core.manager import Plugins
+from segkit.core.progress import progress_display
 from segkit.infer.device import Precision
-from segkit.report import progress_display
 from segkit.train.distributed import Processes
 
 

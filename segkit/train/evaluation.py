@@ -13,11 +13,10 @@ from segkit.core.outputs import write_text_atomically
 from segkit.data.dataset import SegmentationDataset
 from segkit.data.loading import EvalSet, ShardSampler, collate_eval, make_loader
 from segkit.data.transforms import EvalTransform
-from segkit.infer.evaluate import evaluate, summarize
+from segkit.infer.evaluate import evaluate, metrics_table, summarize
 from segkit.infer.inference import InferenceSettings
 from segkit.infer.metrics import ConfusionMatrix
 from segkit.infer.postprocess import PostprocessChain
-from segkit.report import metrics_table
 from segkit.train.checkpoints import unwrap
 from segkit.train.context import Run
 

@@ -35,11 +35,11 @@ from segkit.data.loading import ShardSampler, TrainingSet, make_loader
 from segkit.data.transforms import build_train_transform
 from segkit.infer.batch import unique_stems
 from segkit.infer.device import Precision, resolve_device
+from segkit.infer.pictures import write_prediction
 from segkit.infer.postprocess import PostprocessChain
 from segkit.infer.segmenter import Segmenter
 from segkit.model.assembly import build_model
 from segkit.model.checkpoint import check_resume_state, load_checkpoint
-from segkit.report import write_prediction
 from segkit.train.checkpoints import RunCheckpoints, load_resumed_weights, unwrap
 from segkit.train.context import Run
 from segkit.train.distributed import Processes, leave_process_group

@@ -27,11 +27,11 @@ from segkit.core.errors import CheckpointError, ConfigError, SegkitError
 from segkit.core.interrupts import Interrupted, stop_on_signals, stoppable, uninterruptible
 from segkit.data.loading import ShardSampler, TrainingSet, to_device
 from segkit.infer.finite import describe_names, non_finite_parameters
-from segkit.report import write_curves
 from segkit.train import recipe
 from segkit.train import step as steps
 from segkit.train.checkpoints import RunCheckpoints, rng_state, set_rng_state, unwrap
 from segkit.train.context import Run
+from segkit.train.curves import write_curves
 from segkit.train.evaluation import Evaluator
 from segkit.train.faults import non_finite_causes
 from segkit.train.records import append_record, sync_records
