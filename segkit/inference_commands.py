@@ -128,12 +128,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from segkit.core.progress import progress_display
     from segkit.data.dataset import build_dataset
     from segkit.infer import Precision, Segmenter
-    from segkit.infer.evaluate import metrics_table, summarize
+    from segkit.infer.evaluate import Evaluator, metrics_table, summarize
     from segkit.infer.inference import InferenceSettings
     from segkit.infer.postprocess import PostprocessChain
-    from segkit.train.context import Run
-    from segkit.train.distributed import Processes
-    from segkit.train.evaluation import Evaluator
 
     plugins = plugins_for(args)
     registry = plugins.registry
@@ -172,18 +169,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     chain = segmenter.postprocessors if postprocess else PostprocessChain()
     device = segmenter.device
     precision = Precision.for_device(device, None, None)
-    run = Run(
-        config,
-        Path("."),
-        segmenter.class_names,
-        segmenter.palette,
-        Processes(),
-        device,
-        precision,
-        console,
-        plugins,
+    evaluator = Evaluator(
+        segmenter.model, dataset, segmenter.class_names, config, device, precision, inference
     )
-    evaluator = Evaluator(run, segmenter.model, dataset, inference)
     count = evaluator.loader()[1]
     started = time.perf_counter()
     with progress_display(console) as progress:

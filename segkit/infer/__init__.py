@@ -1,5 +1,6 @@
 """The inference room: devices, post-processing, prediction (test-time augmentation,
-tiling), evaluation, pictures of label maps, refinement and export."""
+tiling), evaluation (shared by ``segkit eval`` and a run's), pictures of label maps,
+refinement and export."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 # Loaded on first use: `segkit --help` builds its parser from this room without PyTorch.
 _LAZY = {
     "ConfusionMatrix": "segkit.infer.metrics",
+    "Evaluator": "segkit.infer.evaluate",
     "InferenceSettings": "segkit.infer.inference",
     "PostprocessChain": "segkit.infer.postprocess",
     "Postprocessor": "segkit.infer.postprocess",
@@ -37,7 +39,7 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from segkit.infer.device import Precision, available_memory, ensure_memory, resolve_device
-    from segkit.infer.evaluate import evaluate, metrics_table, summarize
+    from segkit.infer.evaluate import Evaluator, evaluate, metrics_table, summarize
     from segkit.infer.inference import InferenceSettings, predict_probs
     from segkit.infer.metrics import ConfusionMatrix
     from segkit.infer.pictures import (
@@ -74,6 +76,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "ConfusionMatrix",
+    "Evaluator",
     "InferenceSettings",
     "PostprocessChain",
     "Postprocessor",

@@ -25,8 +25,9 @@ from segkit.train.distributed import Processes
 class Run:
     """One run: its config, folder, classes, processes, device and plugins.
 
-    Run-event hooks (``on_run_start``, ``on_epoch_end``, ``on_run_end``) receive it;
-    ``history`` holds one record per finished epoch.
+    Run-event hooks (``on_run_start``, ``on_epoch_end``, ``on_run_end``) receive it
+    and may rely on what :class:`segkit.core.RunView` declares of it; ``history``
+    holds one record per finished epoch.
     """
 
     config: Config
