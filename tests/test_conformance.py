@@ -11,7 +11,7 @@ from torch import nn
 from segkit import FeatureInfo, hookimpl
 from segkit.core import KINDS, Part, load_plugins
 from segkit.data import voc_palette
-from segkit.report import save_mask_png
+from segkit.infer.pictures import save_mask_png
 from segkit.testing import (
     BackboneConformance,
     DatasetConformance,

@@ -28,7 +28,7 @@ from segkit.data import (
     select_split,
     voc_palette,
 )
-from segkit.report import colorize, overlay, save_mask_png
+from segkit.infer.pictures import colorize, overlay, save_mask_png
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

@@ -10,7 +10,10 @@ import pytest
 import torch
 from PIL import Image
 from segkit_plugins import datasets
-from segkit_plugins.datasets import SHAPES, build_folder, build_synthetic, build_voc
+from segkit_plugins.datasets import SHAPES
+from segkit_plugins.datasets.folder import build_folder
+from segkit_plugins.datasets.synthetic import build_synthetic
+from segkit_plugins.datasets.voc import build_voc
 
 from segkit import DataError
 from segkit.core import default_registry, load_plugins
@@ -22,7 +25,7 @@ from segkit.data import (
     build_train_transform,
     voc_palette,
 )
-from segkit.report import save_mask_png
+from segkit.infer.pictures import save_mask_png
 
 TRAIN_IDS = ["2007_000032", "2007_000039", "2007_000063"]
 VAL_IDS = ["2007_000033", "2007_000042"]

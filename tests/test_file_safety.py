@@ -24,10 +24,10 @@ from PIL import Image
 from segkit.cli import main
 from segkit.core import outputs
 from segkit.core.outputs import OutputError, check_outputs, safe_name
+from segkit.infer.pictures import write_prediction
 from segkit.infer.segmenter import Prediction, PredictionPair
 from segkit.model import checkpoint as checkpoint_module
 from segkit.model.checkpoint import load_checkpoint, save_checkpoint
-from segkit.report import write_prediction
 
 from .infer_fixtures import random_image, tiny_checkpoint
 from .test_run_dir import folder_state, one_error_line

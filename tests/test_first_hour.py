@@ -19,8 +19,10 @@ from rich.console import Console
 
 from segkit.cli import build_parser, main, terminal
 from segkit.core import load_plugins
+from segkit.core.progress import LogProgress, progress_display
+from segkit.infer.pictures import write_prediction
 from segkit.infer.segmenter import Prediction, PredictionPair
-from segkit.report import LogProgress, curves_figure, progress_display, write_prediction
+from segkit.train.curves import curves_figure
 
 from .tiny import write_tiny_config
 

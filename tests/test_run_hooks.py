@@ -10,15 +10,18 @@ import pytest
 from rich.console import Console
 
 from segkit.core import (
+    Config,
     ConfigError,
     Param,
     PluginError,
+    RunView,
     SegkitError,
     get_plugins,
     hookimpl,
     load_config,
     load_plugins,
 )
+from segkit.model import load_checkpoint
 from segkit.train import Runner, run_config
 
 from .tiny import write_tiny_config
@@ -81,6 +84,45 @@ def test_run_end_hook_gets_the_error_when_the_loss_is_not_finite(tmp_path):
     assert error is not None and "the loss became" in str(error)
     _, _, summary, failure = recorder.events[-1]
     assert failure is error and summary == {}
+
+
+class EpochWatcher:
+    """A plugin that reads, at each epoch's end, only what RunView promises of the run."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict] = []
+
+    @hookimpl
+    def on_epoch_end(self, run: RunView, epoch, metrics):
+        run.log(f"watched epoch {epoch}")
+        self.seen.append(
+            {
+                "config": run.config,
+                "run_dir": run.run_dir,
+                "class_names": list(run.class_names),
+                "history": [dict(record) for record in run.history],
+                "is_main": run.is_main,
+                "metrics": dict(metrics),
+            }
+        )
+
+
+def test_run_events_get_what_run_view_declares(tmp_path):
+    declared = {name for name in vars(RunView) if not name.startswith("_") and name != "log"}
+    assert declared == {"config", "run_dir", "class_names", "history", "is_main"}
+    watcher = EpochWatcher()
+    plugins = load_plugins(extra=(watcher,))
+    config = load_config(write_tiny_config(tmp_path), ["train.epochs=2"], plugins.registry)
+    out = io.StringIO()
+    run_config(config, tmp_path / "out", plugins, Console(file=out))
+    records = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").open()]
+    assert [seen["metrics"] for seen in watcher.seen] == records
+    for epoch, seen in enumerate(watcher.seen, start=1):
+        assert isinstance(seen["config"], Config) and seen["config"].train.epochs == 2
+        assert seen["run_dir"] == tmp_path / "out" and seen["is_main"]
+        assert seen["class_names"] == load_checkpoint(tmp_path / "out" / "last.pt")["class_names"]
+        assert seen["history"] == records[:epoch]  # the epoch's own record included
+        assert f"watched epoch {epoch}" in out.getvalue()
 
 
 CALLS: list[int] = []

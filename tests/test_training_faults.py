@@ -19,10 +19,10 @@ from segkit.core.interrupts import Interrupted
 from segkit.data.dataset import IGNORE_INDEX, build_splits
 from segkit.infer import Segmenter
 from segkit.infer.device import Precision
+from segkit.infer.evaluate import Evaluator
 from segkit.model import load_checkpoint
 from segkit.model.checkpoint import save_checkpoint
 from segkit.train import step as steps
-from segkit.train.evaluation import Evaluator
 from segkit.train.faults import non_finite_causes
 
 from .tiny import write_tiny_config

@@ -12,34 +12,12 @@ dataset is first built.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 
 from segkit import Param, hookimpl
 
 #: The shapes ``synthetic`` draws, in class order after the background.
 SHAPES = ("circle", "square", "triangle", "cross", "ring", "star")
-
-# The factories, for building a dataset directly; loaded on first use.
-_LAZY = {
-    "build_folder": "segkit_plugins.datasets.folder",
-    "build_synthetic": "segkit_plugins.datasets.synthetic",
-    "build_voc": "segkit_plugins.datasets.voc",
-}
-
-if TYPE_CHECKING:
-    from segkit_plugins.datasets.folder import build_folder
-    from segkit_plugins.datasets.synthetic import build_synthetic
-    from segkit_plugins.datasets.voc import build_voc
-
-__all__ = ["SHAPES", "build_folder", "build_synthetic", "build_voc"]
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
 
 
 @hookimpl

@@ -57,16 +57,13 @@ def run(args: argparse.Namespace) -> int:
     import json
     import time
 
+    from segkit.core.progress import progress_display
     from segkit.data.dataset import build_dataset
     from segkit.infer import Precision, Segmenter
     from segkit.infer.device import resolve_device
-    from segkit.infer.evaluate import summarize
+    from segkit.infer.evaluate import Evaluator, metrics_table, summarize
     from segkit.infer.inference import InferenceSettings
     from segkit.infer.postprocess import PostprocessChain
-    from segkit.report import metrics_table, progress_display
-    from segkit.train.context import Run
-    from segkit.train.distributed import Processes
-    from segkit.train.evaluation import Evaluator
 
     plugins = terminal.plugins_for(args)
     registry = plugins.registry
@@ -104,18 +101,9 @@ def run(args: argparse.Namespace) -> int:
     device = segmenter.device
     precision = Precision.for_device(device, None, None)
     console = terminal.console
-    run = Run(
-        config,
-        Path("."),
-        segmenter.class_names,
-        segmenter.palette,
-        Processes(),
-        device,
-        precision,
-        console,
-        plugins,
+    evaluator = Evaluator(
+        segmenter.model, dataset, segmenter.class_names, config, device, precision, inference
     )
-    evaluator = Evaluator(run, segmenter.model, dataset, inference)
     count = evaluator.loader()[1]
     started = time.perf_counter()
     with progress_display(console) as progress:

@@ -64,13 +64,14 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from segkit.core.interrupts import Interrupted, uninterruptible
+    from segkit.core.outputs import prepare_output_dir
+    from segkit.core.progress import progress_display
     from segkit.core.ranges import Range
     from segkit.data import read_image
     from segkit.infer import Segmenter
     from segkit.infer.batch import batches_by_size, collect_images, unique_stems
     from segkit.infer.device import resolve_device
-    from segkit.report import prediction_paths, progress_display, write_prediction
-    from segkit.train import prepare_output_dir
+    from segkit.infer.pictures import prediction_paths, write_prediction
 
     check_flags(args, tile="--tile", overlap="--overlap", batch_size="--batch-size")
     Range(0, integer=False, low_open=True).check(args.max_megapixels, "--max-megapixels")

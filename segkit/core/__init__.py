@@ -1,5 +1,6 @@
 """The plugin core: hook specs, the plugin manager, the registry with its typed ``Param``
-schema, configs and errors.  It holds no model code."""
+schema, configs, errors and what run-event hooks see of a run.  It holds no model code
+and imports no PyTorch; its console progress display is :mod:`segkit.core.progress`."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from segkit.core.errors import (
     SegkitError,
     did_you_mean,
 )
+from segkit.core.events import RunView
 from segkit.core.hookspecs import hookimpl
 from segkit.core.manager import Plugins, default_registry, get_plugins, load_plugins
 from segkit.core.registry import KINDS, Component, Param, Registry
@@ -30,6 +32,7 @@ __all__ = [
     "PluginError",
     "Plugins",
     "Registry",
+    "RunView",
     "SegkitError",
     "config_from_dict",
     "default_registry",

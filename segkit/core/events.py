@@ -15,14 +15,49 @@ server refused the key"): it ends the run with its one line.  Interrupts
 from __future__ import annotations
 
 from collections.abc import Callable, MutableMapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
 
 from segkit.core.errors import SegkitError
 
+if TYPE_CHECKING:
+    from segkit.core.config import Config
+
 #: The hooks that observe a run rather than register a name.
 RUN_EVENTS = ("on_run_start", "on_epoch_end", "on_run_end")
+
+
+class RunView(Protocol):
+    """What a run-event hook may rely on of the run it observes.
+
+    segkit passes its training run (:class:`segkit.train.Run`), which has more; a
+    plugin that uses only these works with any run segkit passes.
+    """
+
+    @property
+    def config(self) -> Config:
+        """The run's validated config."""
+
+    @property
+    def run_dir(self) -> Path:
+        """The folder the run writes to."""
+
+    @property
+    def class_names(self) -> list[str]:
+        """The names of the classes, in label order."""
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """One record per finished epoch (what ``metrics.jsonl`` holds)."""
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes: rank 0 of the ``torchrun`` processes, or the only one."""
+
+    def log(self, *objects: Any) -> None:
+        """Print to the run's console (on the main process only)."""
 
 
 def guard_run_events(
@@ -70,7 +105,7 @@ def _guard(
     impl.argnames = tuple(passed)
 
 
-def _warn(run: Any, line: str) -> None:
+def _warn(run: RunView | None, line: str) -> None:
     # rich is imported here, not at the top: loading the plugins must not pay for it.
     from rich.console import Console
     from rich.text import Text

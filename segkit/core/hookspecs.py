@@ -50,8 +50,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from segkit.core.events import RunView
     from segkit.core.registry import Register
-    from segkit.train.context import Run
 
 hookspec = pluggy.HookspecMarker("segkit")
 hookimpl = pluggy.HookimplMarker("segkit")
@@ -148,21 +148,22 @@ def register_augmentations(register: Register) -> None:
 # Run events observe a run.  One that raises is reported once (a warning naming the
 # plugin) and the plugin's run events are skipped from then on, so that a broken logger
 # never costs the training it logs; raise a segkit.SegkitError to stop the run on
-# purpose (see segkit/core/events.py).
+# purpose (see segkit/core/events.py).  A hook may rely on what RunView declares of the
+# run; segkit passes its segkit.train.Run.
 
 
 @hookspec
-def on_run_start(run: Run) -> None:
+def on_run_start(run: RunView) -> None:
     """A run begins: ``run.config``, ``run.run_dir``, ``run.class_names`` are set."""
 
 
 @hookspec
-def on_epoch_end(run: Run, epoch: int, metrics: dict[str, Any]) -> None:
+def on_epoch_end(run: RunView, epoch: int, metrics: dict[str, Any]) -> None:
     """An epoch ended; ``metrics`` holds the loss, learning rate and any evaluation."""
 
 
 @hookspec
-def on_run_end(run: Run, summary: dict[str, Any], error: BaseException | None) -> None:
+def on_run_end(run: RunView, summary: dict[str, Any], error: BaseException | None) -> None:
     """A run ended, also when it failed or was interrupted (then ``error`` is set).
 
     ``summary`` is what ``summary.json`` holds (empty when the run did not evaluate).

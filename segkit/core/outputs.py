@@ -144,6 +144,19 @@ def _is_stream(mode: int) -> bool:
     return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
 
 
+def prepare_output_dir(path: Path, option: str = "--out") -> None:
+    """Create the folder ``path`` and make sure it is writable before any work is done."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):  # a probe that can clash with no file
+            pass
+    except OSError as exc:
+        raise SegkitError(
+            f"cannot write to the output folder {path} ({exc.strerror}); "
+            f"choose another with {option}"
+        ) from None
+
+
 def write_bytes_atomically(path: Path, data: bytes) -> Path:
     return write_atomically(path, lambda file: file.write(data))
 

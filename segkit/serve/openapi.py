@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from typing import Any
 
-from segkit import __version__
 from segkit.serve.limits import Limits
 from segkit.serve.options import FORMATS
 from segkit.serve.uploads import IMAGE_FIELD
@@ -39,7 +39,7 @@ def openapi_schema(limits: Limits) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {
             "title": "segkit serve",
-            "version": __version__,
+            "version": version("segkit"),
             "description": "Semantic segmentation with one trained segkit model; the "
             "checkpoint's post-processors (the dense CRF) switched per request.",
         },

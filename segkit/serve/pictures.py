@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from segkit.report import overlay, save_image, save_mask_png
+from segkit.infer.pictures import overlay, save_image, save_mask_png
 
 
 def mask_png(mask: np.ndarray, palette: np.ndarray, folder: Path) -> bytes:

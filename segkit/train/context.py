@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -14,10 +13,9 @@ from rich.console import Console
 from rich.progress import Progress
 
 from segkit.core.config import Config
-from segkit.core.errors import SegkitError
 from segkit.core.manager import Plugins
+from segkit.core.progress import progress_display
 from segkit.infer.device import Precision
-from segkit.report import progress_display
 from segkit.train.distributed import Processes
 
 
@@ -25,8 +23,9 @@ from segkit.train.distributed import Processes
 class Run:
     """One run: its config, folder, classes, processes, device and plugins.
 
-    Run-event hooks (``on_run_start``, ``on_epoch_end``, ``on_run_end``) receive it;
-    ``history`` holds one record per finished epoch.
+    Run-event hooks (``on_run_start``, ``on_epoch_end``, ``on_run_end``) receive it
+    and may rely on what :class:`segkit.core.RunView` declares of it; ``history``
+    holds one record per finished epoch.
     """
 
     config: Config
@@ -56,16 +55,3 @@ class Run:
 
 def default_run_dir(config: Config) -> Path:
     return Path("runs") / config.name / datetime.now().strftime("%Y%m%d-%H%M%S")
-
-
-def prepare_output_dir(path: Path, option: str = "--run-dir") -> None:
-    """Create ``path`` and make sure it is writable before any work is done."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):  # a probe that can clash with no file
-            pass
-    except OSError as exc:
-        raise SegkitError(
-            f"cannot write to the output folder {path} ({exc.strerror}); "
-            f"choose another with {option}"
-        ) from None

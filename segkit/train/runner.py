@@ -7,12 +7,13 @@ same command with the same ``--run-dir`` resumes from ``last.pt``; what else a r
 does with an existing folder is decided in :mod:`segkit.train.run_dir`.
 
 The :class:`Runner` only wires the run — processes, device, folder, seed, data,
-model, post-processors — and hands the loop to :class:`~segkit.train.Trainer`.
+model, post-processors — and hands the loop to :class:`~segkit.train.Trainer`, the
+final evaluation to :class:`~segkit.infer.Evaluator` and the prediction panels to
+:class:`~segkit.train.reporting.RunReport`.
 """
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Iterator
@@ -25,26 +26,22 @@ import torch
 from rich.console import Console
 from torch.utils.data import DataLoader
 
-from segkit.core.config import Config, dump_toml
+from segkit.core.config import Config, TrainConfig
 from segkit.core.interrupts import Interrupted, stop_on_signals
 from segkit.core.manager import Plugins
-from segkit.core.outputs import write_text_atomically
 from segkit.data.dataset import build_splits
-from segkit.data.files import read_image
 from segkit.data.loading import ShardSampler, TrainingSet, make_loader
 from segkit.data.transforms import build_train_transform
-from segkit.infer.batch import unique_stems
 from segkit.infer.device import Precision, resolve_device
+from segkit.infer.evaluate import Evaluator
 from segkit.infer.postprocess import PostprocessChain
-from segkit.infer.segmenter import Segmenter
 from segkit.model.assembly import build_model
 from segkit.model.checkpoint import check_resume_state, load_checkpoint
-from segkit.report import write_prediction
 from segkit.train.checkpoints import RunCheckpoints, load_resumed_weights, unwrap
 from segkit.train.context import Run
 from segkit.train.distributed import Processes, leave_process_group
-from segkit.train.evaluation import Evaluator
 from segkit.train.preflight import check_config
+from segkit.train.reporting import RunReport
 from segkit.train.run_dir import discard_if_unused, plan_run_directory
 from segkit.train.trainer import Trainer
 
@@ -67,13 +64,7 @@ class Runner:
         self.config = config
         console = console or Console()
         train = config.train
-        if train.threads:
-            torch.set_num_threads(train.threads)
-        processes = Processes.from_env()
-        device = resolve_device(train.device, processes.local_rank)
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        processes.join(device)
+        processes, device = join_processes(train)
         # Every check that can fail runs before the folder is touched.  Each process
         # checks (a refusal stops them all alike); the broadcast keeps any from
         # checking after rank 0 has begun to write.
@@ -108,7 +99,17 @@ class Runner:
             plugins,
         )
         self.checkpoints = RunCheckpoints(self.run, model, self.splits.num_classes)
-        self.evaluator = Evaluator(self.run, model, self.splits.val)
+        self.evaluator = Evaluator(
+            model,
+            self.splits.val,
+            self.run.class_names,
+            config,
+            device,
+            precision,
+            rank=processes.rank,
+            world=processes.world,
+        )
+        self.report = RunReport(self.run)
 
     def execute(self) -> dict[str, Any]:
         """The config's steps; run-end hooks hear of the end, whether it failed or not."""
@@ -120,19 +121,21 @@ class Runner:
         try:
             trainer = self.trainer() if "train" in steps else None
             if not self.directory.continues:
-                self.write_config()
+                self.report.config()
             if trainer is not None:
                 trainer.fit()
                 if self.directory.continues:  # the config that trained it to the end
-                    self.write_config()
+                    self.report.config()
             self.checkpoints.load_trained_weights()
             if "evaluate" in steps:
                 posts = self.postprocessors if self.config.eval.postprocess else PostprocessChain()
-                with self.phase("the final evaluation"):
-                    summary = self.evaluator.final(posts)
+                with after_training("the final evaluation", run.run_dir):
+                    summary = self.report.final_evaluation(self.evaluator, posts)
             if "predict" in steps and run.is_main:
-                with self.phase("prediction"):
-                    self.predict_samples()
+                with after_training("prediction", run.run_dir):
+                    self.report.predictions(
+                        unwrap(self.model), self.postprocessors, self.splits.val
+                    )
         except BaseException as exc:
             error = exc
             discard_if_unused(self.directory, run.run_dir)  # a refused run leaves no folder
@@ -148,26 +151,6 @@ class Runner:
             and "train" in self.config.run.steps
             and self.config.train.resume
         )
-
-    def write_config(self) -> None:
-        """The resolved config, as ``config.json`` and ``config.toml``."""
-        if self.run.is_main:
-            config = self.config.to_dict()
-            write_text_atomically(self.run.run_dir / "config.json", json.dumps(config, indent=2))
-            write_text_atomically(self.run.run_dir / "config.toml", dump_toml(config))
-
-    @contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        """A step after training: a stop signal ends it, saying that the checkpoints stay."""
-        run_dir = self.run.run_dir
-        try:
-            with stop_on_signals():
-                yield
-        except Interrupted as stop:
-            raise stop.explained(
-                f"during {name}; the checkpoints in {run_dir} are kept "
-                f"(run again with --run-dir {run_dir} to finish)"
-            ) from None
 
     def training_data(self) -> tuple[TrainingSet, ShardSampler, DataLoader]:
         """The augmented training split, this process's sampler and their DataLoader."""
@@ -187,28 +170,30 @@ class Runner:
     def trainer(self) -> Trainer:
         return Trainer(self.run, self.model, self.training_data(), self.evaluator, self.checkpoints)
 
-    def predict_samples(self) -> None:
-        """Prediction panels of the configured images, or of the first val samples."""
-        cfg, run = self.config, self.run
-        segmenter = Segmenter(
-            unwrap(self.model), cfg, run.class_names, run.palette, run.device, self.postprocessors
-        )
-        out_dir = run.run_dir / "predictions"
-        if cfg.predict.images:
-            paths = [Path(p) for p in cfg.predict.images]
-            names = unique_stems(paths)  # a/x.png and b/x.png: two panels, not one
-            items = [(names[p], read_image(p), None) for p in paths]
-        else:
-            val = self.splits.val
-            samples = [val[i] for i in range(min(cfg.predict.samples, len(val)))]
-            items = [(s.name, s.image, s.mask) for s in samples]
-        with run.progress(everywhere=True) as progress:
-            task = progress.add_task("predicting", total=len(items), info="")
-            for name, image, mask in items:
-                pair = segmenter.predict_pair(image, postprocess=cfg.predict.postprocess)
-                write_prediction(out_dir, name, pair, run.palette, mask, run.class_names)
-                progress.update(task, advance=1)
-        run.log(f"predictions written to {out_dir}")
+
+def join_processes(train: TrainConfig) -> tuple[Processes, torch.device]:
+    """This process among the ``torchrun`` processes, on its device, with its threads."""
+    if train.threads:
+        torch.set_num_threads(train.threads)
+    processes = Processes.from_env()
+    device = resolve_device(train.device, processes.local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    processes.join(device)
+    return processes, device
+
+
+@contextmanager
+def after_training(step: str, run_dir: Path) -> Iterator[None]:
+    """A step after training: a stop signal ends it, saying that the checkpoints stay."""
+    try:
+        with stop_on_signals():
+            yield
+    except Interrupted as stop:
+        raise stop.explained(
+            f"during {step}; the checkpoints in {run_dir} are kept "
+            f"(run again with --run-dir {run_dir} to finish)"
+        ) from None
 
 
 def seed_everything(seed: int) -> None:

@@ -2,6 +2,7 @@
 
 What the loss, optimizer and schedule are is the recipe's (:mod:`segkit.train.recipe`);
 a step only checks that the loss is finite before it touches the weights.
+:class:`Optimization` holds them for the loop, and their state for the checkpoints.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from segkit.core.errors import SegkitError
+from segkit.core.errors import CheckpointError, SegkitError
 from segkit.data.dataset import IGNORE_INDEX
 from segkit.infer.device import Precision
 
@@ -84,3 +86,59 @@ class Throughput:
     def add(self, images: int) -> float:
         self.images += images
         return self.images / max(1e-9, time.perf_counter() - self.start)
+
+
+class Optimization:
+    """What changes the weights step by step: the loss, the optimizer with its schedule,
+    and the gradient scaler of mixed precision."""
+
+    def __init__(
+        self,
+        loss: Callable[[Tensor, Tensor], Tensor],
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        scaler: torch.amp.GradScaler,
+        precision: Precision,
+    ) -> None:
+        self.loss, self.optimizer, self.scheduler = loss, optimizer, scheduler
+        self.scaler, self.precision = scaler, precision
+        # the config's rates: a resume puts them back over the checkpoint's
+        self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
+
+    @property
+    def lr(self) -> float:
+        """The current learning rate of the first parameter group."""
+        return self.optimizer.param_groups[0]["lr"]
+
+    def step(self, model: nn.Module, images: Tensor, masks: Tensor) -> StepResult:
+        """One optimizer step (:func:`train_step`)."""
+        return train_step(
+            model,
+            images,
+            masks,
+            self.loss,
+            self.optimizer,
+            self.scheduler,
+            self.scaler,
+            self.precision,
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any], path: Path) -> None:
+        """Continue from ``state`` (read from ``path``), with the config's learning rates."""
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(
+                f"{path} holds the state of another optimizer ({exc}); resume with the "
+                f"config it was written with, or start a new --run-dir"
+            ) from None
+        set_base_lrs(self.optimizer, self.scheduler, self.base_lrs)
+        self.scaler.load_state_dict(state["scaler"])

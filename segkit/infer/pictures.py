@@ -1,168 +1,19 @@
-"""What segkit shows and leaves behind: the metrics table, training curves, and pictures
-of label maps (palette PNGs, overlays and side-by-side panels)."""
+"""Pictures of label maps: palette PNGs, colour overlays, side-by-side panels with a
+legend, and the files one prediction leaves behind."""
 
 from __future__ import annotations
 
 import io
-import time
 from collections.abc import Iterable, Sequence
-from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
 
 from segkit.core.interrupts import uninterruptible
 from segkit.core.outputs import safe_name, write_bytes_atomically
 from segkit.data.dataset import IGNORE_INDEX, voc_palette
 from segkit.infer.segmenter import PredictionPair
-
-#: Seconds between two plain progress lines of one task when the output is not a terminal.
-LOG_INTERVAL_S = 10.0
-
-
-def progress_display(console: Console, disable: bool = False) -> Progress:
-    """Progress bars on a terminal; elsewhere (a file, CI, ``nohup``) plain log lines.
-
-    Both take the same calls (``add_task``, ``update``, ``remove_task``), with the
-    task's ``info`` field (loss, lr, images/s ...) shown beside the count.
-    """
-    if disable or console.is_terminal:
-        return Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            disable=disable,
-            transient=False,
-        )
-    return LogProgress(console)
-
-
-class LogProgress(Progress):
-    """Progress as plain lines, as training loggers write them: a task's first step,
-    then one line every ``interval`` seconds, and its last step.
-
-    ``epoch 1  40/250 (16%)  loss 0.532  lr 1.00e-03  4.2 img/s  elapsed 0:01:10  ETA 0:05:15``
-    """
-
-    def __init__(self, console: Console, interval: float = LOG_INTERVAL_S) -> None:
-        super().__init__(console=console, disable=True)
-        self.interval = interval
-        self._last_line: dict[TaskID, float] = {}
-
-    def update(self, task_id: TaskID, **kwargs: Any) -> None:
-        super().update(task_id, **kwargs)
-        task = self._tasks[task_id]
-        now = time.monotonic()
-        last = self._last_line.get(task_id)
-        finished = task.total is not None and task.completed >= task.total
-        if task.completed and (last is None or finished or now - last >= self.interval):
-            self._last_line[task_id] = now
-            self.console.print(self.line(task_id), markup=False, highlight=False, soft_wrap=True)
-
-    def advance(self, task_id: TaskID, advance: float = 1) -> None:
-        self.update(task_id, advance=advance)
-
-    def line(self, task_id: TaskID) -> str:
-        task = self._tasks[task_id]
-        done = int(task.completed)
-        parts = [task.description]
-        if task.total:
-            parts.append(f"{done}/{int(task.total)} ({100 * done / task.total:.0f}%)")
-        else:
-            parts.append(str(done))
-        info = str(task.fields.get("info", "")).strip()
-        if info:
-            parts.append(info)
-        parts.append(f"elapsed {_duration(task.elapsed)}")
-        if task.total and done < task.total and task.time_remaining is not None:
-            parts.append(f"ETA {_duration(task.time_remaining)}")
-        return "  ".join(parts)
-
-
-def _duration(seconds: float | None) -> str:
-    return str(timedelta(seconds=round(seconds or 0)))
-
-
-_SUMMARY_ROWS = (
-    ("mIoU", "miou"),
-    ("pixel acc", "pixel_acc"),
-    ("mean class acc", "mean_class_acc"),
-    ("fw IoU", "fw_iou"),
-)
-
-
-def _fmt(value: float | None) -> str:
-    return "—" if value is None else f"{value:.4f}"
-
-
-def metrics_table(summary: dict[str, Any], class_names: list[str]) -> Table:
-    """Per-class IoU and the summary metrics, raw and after each post-processor."""
-    columns = {"raw": summary, **summary.get("postprocessed", {})}
-    table = Table(title="final evaluation", show_lines=False)
-    table.add_column("class")
-    for name in columns:
-        table.add_column(name, justify="right")
-    for name in class_names:
-        table.add_row(name, *(_fmt(c["per_class_iou"].get(name)) for c in columns.values()))
-    table.add_section()
-    for label, key in _SUMMARY_ROWS:
-        table.add_row(f"[bold]{label}", *(f"[bold]{_fmt(c[key])}" for c in columns.values()))
-    return table
-
-
-def write_curves(history: list[dict[str, Any]], path: Path) -> None:
-    """Loss and validation mIoU per epoch, as a PNG."""
-    import matplotlib.pyplot as plt
-
-    fig = curves_figure(history)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    write_bytes_atomically(path, buffer.getvalue())
-
-
-def curves_figure(history: list[dict[str, Any]]) -> Any:
-    """The matplotlib figure of :func:`write_curves` (close it with ``plt.close``)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    epochs = [r["epoch"] for r in history]
-    fig, loss_axis = plt.subplots(figsize=(6, 3.5), dpi=100)
-    loss_axis.plot(epochs, [r["loss"] for r in history], color="tab:blue", marker="o", label="loss")
-    loss_axis.set_xlabel("epoch")
-    # epochs are whole numbers: no 0.5-epoch ticks on short runs
-    loss_axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-    loss_axis.set_ylabel("training loss", color="tab:blue")
-    scored = [r for r in history if r.get("miou") is not None]
-    if scored:
-        miou_axis = loss_axis.twinx()
-        miou_axis.plot(
-            [r["epoch"] for r in scored], [r["miou"] for r in scored], color="tab:red", marker="s"
-        )
-        miou_axis.set_ylabel("validation mIoU", color="tab:red")
-        miou_axis.set_ylim(0, 1)
-    fig.tight_layout()
-    return fig
 
 
 def _full_palette(palette: np.ndarray | Sequence[Sequence[int]]) -> np.ndarray:
