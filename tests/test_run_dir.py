@@ -17,6 +17,7 @@ from segkit.cli import main
 from segkit.core import load_config
 from segkit.model import load_checkpoint
 from segkit.train.run_dir import RunDirectory, plan_run_directory
+from segkit.train.run_files import MANIFEST
 
 from .tiny import write_tiny_config
 
@@ -177,7 +178,8 @@ def test_evaluating_a_run_rewrites_only_its_summary(finished, tmp_path):
     argv = ["run", str(config), "--run-dir", str(copy), "--set", 'run.steps=["evaluate"]']
     assert main(argv) == 0
     after = folder_state(copy)
-    assert {name for name in after if after[name] != before.get(name)} == {"summary.json"}
+    changed = {name for name in after if after[name] != before.get(name)}
+    assert changed == {"summary.json", MANIFEST}  # the summary, and its place in the record
 
 
 def test_default_folders_of_one_second_differ(tmp_path, monkeypatch, registry):

@@ -116,7 +116,7 @@ def output_kind(path: Path, option: str = "--out") -> str:
     """
     try:
         info = os.lstat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # a folder in the way is told later
         return "new"
     except OSError as exc:
         raise write_error(path, exc) from None

@@ -30,7 +30,7 @@ from segkit.model.checkpoint import (
     save_checkpoint,
 )
 from segkit.train.context import Run
-from segkit.train.records import sync_records
+from segkit.train.records import METRICS_FILE, sync_records
 from segkit.train.step import Optimization
 
 
@@ -60,7 +60,7 @@ class RunCheckpoints:
 
     def save(self, name: str, **state: Any) -> None:
         if self.run.is_main:
-            save_checkpoint(self.run.run_dir / name, self.payload(**state))
+            self.run.files.add(save_checkpoint(self.run.run_dir / name, self.payload(**state)))
 
     def resume_state(self) -> dict[str, Any] | None:
         """Load ``last.pt``'s weights and return its state, when the run resumes."""
@@ -160,6 +160,7 @@ class Checkpointing:
         run.history = list(state.get("history", []))
         done = run.history[:-1] if point.pending_evaluation else run.history
         if run.is_main and "history" in state and sync_records(run.run_dir, done):
+            run.files.add(run.run_dir / METRICS_FILE)
             run.log(f"metrics.jsonl restored from {last}")
         run.log(f"[green]resuming[/] from {last}: epoch {point.epoch + 1}, step {point.step}")
         return point

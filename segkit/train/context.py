@@ -17,6 +17,7 @@ from segkit.core.manager import Plugins
 from segkit.core.progress import progress_display
 from segkit.infer.device import Precision
 from segkit.train.distributed import Processes
+from segkit.train.run_files import RunFiles
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Run:
     precision: Precision
     console: Console
     plugins: Plugins
+    files: RunFiles  # what the run wrote in run_dir, for a later --overwrite
     history: list[dict[str, Any]] = field(default_factory=list)
 
     @property

@@ -23,11 +23,15 @@ from torch import Tensor, nn
 
 from segkit.core.config import LossTerm, Part, TrainConfig
 from segkit.core.errors import ConfigError
+from segkit.core.outputs import write_text_atomically
 from segkit.core.registry import Registry
 from segkit.data.dataset import IGNORE_INDEX, SegmentationDataset
+from segkit.train.run_files import RunFiles
 
 #: How many training masks "auto" class weights are estimated from, at most.
 FREQUENCY_SAMPLE = 1000
+#: Where a run keeps its training masks' class counts (``class_weights = "auto"``).
+FREQUENCIES_FILE = "class_frequencies.json"
 
 
 @dataclass
@@ -228,28 +232,43 @@ def count_class_pixels(
 
 
 def cached_frequencies(
-    run_dir: Path, dataset: SegmentationDataset, num_classes: int, seed: int, write: bool
+    run_dir: Path, dataset: SegmentationDataset, num_classes: int, seed: int, files: RunFiles
 ) -> np.ndarray:
     """Class frequencies from ``run_dir/class_frequencies.json``, computed on first use.
 
-    The file makes a resumed run use the very weights it started with.
+    The file makes a resumed run use the very weights it started with.  Counting is
+    seeded, so a file that is damaged or does not fit the classes is counted again
+    (and rewritten, on rank 0: ``files.enabled``) rather than trusted.
     """
-    path = run_dir / "class_frequencies.json"
-    if path.is_file():
-        counts = json.loads(path.read_text())["pixels"]
-        if len(counts) == num_classes:
-            return _shares(np.asarray(counts, dtype=np.float64))
+    path = run_dir / FREQUENCIES_FILE
+    cached = _read_counts(path, num_classes)
+    if cached is not None:
+        return _shares(cached)
     counts = count_class_pixels(dataset, num_classes, seed=seed)
-    if write:
+    if files.enabled:
         record = {
             "pixels": counts.tolist(),
             "masks": min(len(dataset), FREQUENCY_SAMPLE),
             "method": "labelled pixels per class over the training masks, before augmentation",
         }
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(record, indent=2))
-        tmp.replace(path)
+        files.add(write_text_atomically(path, json.dumps(record, indent=2)))
     return _shares(counts.astype(np.float64))
+
+
+def _read_counts(path: Path, num_classes: int) -> np.ndarray | None:
+    """The cached counts when ``path`` holds ``num_classes`` non-negative integers with a
+    labelled pixel among them; ``None`` when it is missing, damaged or for other data."""
+    try:
+        counts = json.loads(path.read_bytes().decode("utf-8"))["pixels"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    valid = (
+        isinstance(counts, list)
+        and len(counts) == num_classes
+        and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts)
+        and sum(counts) > 0
+    )
+    return np.asarray(counts, dtype=np.float64) if valid else None
 
 
 def _shares(counts: np.ndarray) -> np.ndarray:

@@ -8,12 +8,12 @@ rewrites the file from the checkpoint's history.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from segkit.core.interrupts import uninterruptible
+from segkit.core.outputs import write_text_atomically
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -29,14 +29,12 @@ def sync_records(run_dir: Path, history: Sequence[dict[str, Any]]) -> bool:
     """Make ``metrics.jsonl`` hold exactly ``history``'s lines; True when it changed."""
     path = run_dir / METRICS_FILE
     lines = [json.dumps(record) for record in history]
-    try:
-        current = path.read_text().splitlines()
+    try:  # a damaged file (bytes that are no text) is simply rewritten
+        current = path.read_bytes().decode("utf-8", errors="replace").splitlines()
     except FileNotFoundError:
         current = []
     if current == lines:
         return False
     with uninterruptible():
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text("".join(line + "\n" for line in lines))
-        os.replace(tmp, path)
+        write_text_atomically(path, "".join(line + "\n" for line in lines))
     return True

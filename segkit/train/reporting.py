@@ -26,7 +26,7 @@ from segkit.infer.postprocess import PostprocessChain
 from segkit.infer.segmenter import Segmenter
 from segkit.train.context import Run
 from segkit.train.curves import write_curves
-from segkit.train.records import append_record
+from segkit.train.records import METRICS_FILE, append_record
 
 
 class RunReport:
@@ -38,9 +38,11 @@ class RunReport:
     def config(self) -> None:
         """The resolved config, as ``config.json`` and ``config.toml``."""
         if self.run.is_main:
-            config = self.run.config.to_dict()
-            write_text_atomically(self.run.run_dir / "config.json", json.dumps(config, indent=2))
-            write_text_atomically(self.run.run_dir / "config.toml", dump_toml(config))
+            config, folder = self.run.config.to_dict(), self.run.run_dir
+            self.run.files.add(
+                write_text_atomically(folder / "config.json", json.dumps(config, indent=2)),
+                write_text_atomically(folder / "config.toml", dump_toml(config)),
+            )
 
     def epoch(self, record: dict[str, Any]) -> None:
         """The epoch's line, curves and console line, and the plugins' ``on_epoch_end``."""
@@ -49,6 +51,7 @@ class RunReport:
             with uninterruptible():  # no half-written line or picture
                 append_record(run.run_dir, record)
                 write_curves(run.history, run.run_dir / "curves.png")
+                run.files.add(run.run_dir / METRICS_FILE, run.run_dir / "curves.png")
             run.console.print(epoch_line(record))
         run.plugins.hook.on_epoch_end(run=run, epoch=record["epoch"], metrics=record)
 
@@ -63,7 +66,8 @@ class RunReport:
             )
         summary = summarize(results, postprocessors.names())
         if run.is_main:
-            write_text_atomically(run.run_dir / "summary.json", json.dumps(summary, indent=2))
+            text = json.dumps(summary, indent=2)
+            run.files.add(write_text_atomically(run.run_dir / "summary.json", text))
             run.console.print(metrics_table(summary, run.class_names))
         return summary
 
@@ -86,7 +90,11 @@ class RunReport:
             task = progress.add_task("predicting", total=len(items), info="")
             for name, image, mask in items:
                 pair = segmenter.predict_pair(image, postprocess=cfg.predict.postprocess)
-                write_prediction(out_dir, name, pair, run.palette, mask, run.class_names)
+                with uninterruptible():  # the files and their record, together
+                    written = write_prediction(
+                        out_dir, name, pair, run.palette, mask, run.class_names
+                    )
+                    run.files.add(*written)
                 progress.update(task, advance=1)
         run.log(f"predictions written to {out_dir}")
 

@@ -8,13 +8,14 @@
   removes the earlier run's files first, so that two runs' records never mix.
 - ``--resume`` requires a ``last.pt`` to resume from: a mistyped folder is refused.
 - Evaluating or predicting without training uses the folder's run (its weights);
-  it rewrites that run's ``summary.json`` and prediction panels, nothing else.
+  it rewrites that run's ``summary.json`` and prediction panels (and their record in
+  ``segkit-files.json``), nothing else.
 """
 
 from __future__ import annotations
 
+import glob
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from segkit.core.config import Config
 from segkit.core.errors import ConfigError, SegkitError
 from segkit.core.outputs import is_read_only
 from segkit.train.context import default_run_dir
+from segkit.train.run_files import MANIFEST, RunLock, lock_run_folder, remove_recorded_files
 
 #: The files and folders a run writes; together they are "a run" in a folder.
 RUN_FILES = (
@@ -35,6 +37,7 @@ RUN_FILES = (
     "last.pt",
     "best.pt",
     "predictions",
+    MANIFEST,
 )
 CHECKPOINTS = ("last.pt", "best.pt")
 
@@ -47,6 +50,8 @@ class RunDirectory:
     ``clear``: the earlier run's files are removed first; ``unique``: the folder is a
     new default one, renamed ``-2``, ``-3`` ... when another run took the name first.
     ``created``: :meth:`create` made the folder (it did not exist before).
+    ``lock``: this process's lock on the folder (rank 0's), taken before anything in
+    the folder changes: by :func:`lock_if_exists` before planning, else by :meth:`create`.
     """
 
     path: Path
@@ -54,6 +59,13 @@ class RunDirectory:
     clear: bool = False
     unique: bool = False
     created: bool = False
+    lock: RunLock | None = None
+
+    def release(self) -> None:
+        """Let other runs use the folder again."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def create(self) -> Path:
         """Make the folder ready to write to and return it (renamed when ``unique``)."""
@@ -63,6 +75,8 @@ class RunDirectory:
                 path = _claim_new_folder(path)
             self.created = self.unique or not path.exists()
             path.mkdir(parents=True, exist_ok=True)
+            if self.lock is None:
+                self.lock = lock_run_folder(path)
             if self.clear:
                 remove_run_files(path)
             probe_writable(path)
@@ -72,6 +86,13 @@ class RunDirectory:
                 f"choose another with --run-dir"
             ) from None
         return path
+
+
+def lock_if_exists(run_dir: Path | None) -> RunLock | None:
+    """A lock on ``run_dir`` when it is an existing folder (see :mod:`run_files`)."""
+    if run_dir is None or not Path(run_dir).is_dir():
+        return None
+    return lock_run_folder(Path(run_dir))
 
 
 def discard_if_unused(directory: RunDirectory, path: Path) -> None:
@@ -101,15 +122,12 @@ def probe_writable(folder: Path) -> None:
 
 
 def remove_run_files(folder: Path) -> None:
-    """Remove the files a run wrote (and their temporary files), nothing else."""
-    for name in RUN_FILES:
-        path = folder / name
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
-    for stale in folder.glob(".*.tmp"):
-        stale.unlink(missing_ok=True)
+    """Remove the files the earlier run wrote (and its temporary files), nothing else."""
+    remove_recorded_files(folder, tuple(n for n in RUN_FILES if n != "predictions"))
+    for name in RUN_FILES:  # what a killed process left of a file being written
+        for stale in folder.glob(f".{glob.escape(name)}.*.tmp"):
+            if stale.is_file() and not stale.is_symlink():
+                stale.unlink()
 
 
 def run_files(folder: Path) -> list[str]:
@@ -135,6 +153,7 @@ def plan_run_directory(
         return RunDirectory(default_run_dir(config), unique=True)
     path = Path(run_dir)
     _check_can_hold_a_run(path)
+    _refuse_links(path)
     found = run_files(path) if path.is_dir() else []
     training = "train" in config.run.steps
     if resume and not (path / "last.pt").is_file():
@@ -203,6 +222,22 @@ def _check_can_hold_a_run(path: Path) -> None:
         raise SegkitError(
             f"cannot write to the output folder {path} ({reason}); choose another with --run-dir"
         )
+
+
+def _refuse_links(path: Path) -> None:
+    """A run writes its files in place: a link where one belongs (planted, or left by a
+    copy) would make it write elsewhere, so the folder is refused instead."""
+    predictions = path / "predictions"
+    candidates = [path / name for name in RUN_FILES]
+    if predictions.is_dir() and not predictions.is_symlink():
+        candidates += list(predictions.iterdir())
+    for candidate in candidates:
+        if candidate.is_symlink():
+            raise SegkitError(
+                f"--run-dir {path}: {candidate.relative_to(path)} is a symbolic link, and a run "
+                f"writes its files only in its own folder; remove the link, or choose "
+                f"another --run-dir"
+            )
 
 
 def _describe(path: Path) -> str:

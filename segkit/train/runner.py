@@ -42,7 +42,8 @@ from segkit.train.context import Run
 from segkit.train.distributed import Processes, leave_process_group
 from segkit.train.preflight import check_config
 from segkit.train.reporting import RunReport
-from segkit.train.run_dir import discard_if_unused, plan_run_directory
+from segkit.train.run_dir import discard_if_unused, lock_if_exists, plan_run_directory
+from segkit.train.run_files import RunFiles
 from segkit.train.trainer import Trainer
 
 
@@ -63,13 +64,30 @@ class Runner:
     ) -> None:
         self.config = config
         console = console or Console()
-        train = config.train
-        processes, device = join_processes(train)
+        processes, device = join_processes(config.train)
+        # Rank 0 locks an existing folder before looking at it: a second run on the same
+        # folder is refused here, at once (released when the run ends, in run_config).
         # Every check that can fail runs before the folder is touched.  Each process
         # checks (a refusal stops them all alike); the broadcast keeps any from
         # checking after rank 0 has begun to write.
-        plan = plan_run_directory(config, run_dir, overwrite, resume)
-        self.directory = processes.broadcast(plan)
+        lock = lock_if_exists(run_dir) if processes.is_main else None
+        try:
+            plan = plan_run_directory(config, run_dir, overwrite, resume)
+            self.directory = processes.broadcast(plan)
+            self.directory.lock = lock
+            self.wire(processes, device, plugins, console)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            if hasattr(self, "directory"):
+                self.directory.release()
+            raise
+
+    def wire(
+        self, processes: Processes, device: torch.device, plugins: Plugins, console: Console
+    ) -> None:
+        """Data, model, post-processors and the run's folder, in that order."""
+        config, train = self.config, self.config.train
         seed_everything(train.seed + processes.rank)
 
         registry = plugins.registry
@@ -97,6 +115,7 @@ class Runner:
             precision,
             console,
             plugins,
+            RunFiles(run_dir, enabled=processes.is_main),
         )
         self.checkpoints = RunCheckpoints(self.run, model, self.splits.num_classes)
         self.evaluator = Evaluator(
@@ -219,7 +238,10 @@ def run_config(
     check_config(config, plugins.registry)
     try:
         runner = Runner(config, run_dir, plugins, console, overwrite, resume)
-        summary = runner.execute()
+        try:
+            summary = runner.execute()
+        finally:
+            runner.directory.release()
     finally:
         leave_process_group()
     runner.run.log(f"run finished in {time.perf_counter() - started:.0f} s: {runner.run.run_dir}")

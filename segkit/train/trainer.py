@@ -64,7 +64,7 @@ class Trainer:
             num_classes,
             steps_per_epoch * self.epochs,
             lambda: recipe.cached_frequencies(
-                run.run_dir, training_set.dataset, num_classes, seed, run.is_main
+                run.run_dir, training_set.dataset, num_classes, seed, run.files
             ),
         )
         scaler = torch.amp.GradScaler(run.device.type, enabled=run.precision.scales_gradients)
