@@ -184,3 +184,20 @@ def test_class_names_are_one_line_of_printable_text(name, shown):
     with pytest.raises(DataError, match=f"the class name {shown}"):
         SegmentationDataset(["background", name])
     SegmentationDataset(["background", "[bold]car[/]"])  # brackets are text, not markup
+
+
+def test_class_names_print_as_written_not_as_console_markup():
+    import io
+
+    from rich.console import Console
+
+    from segkit.infer.evaluate import metrics_table
+
+    names = ["background", "[bold]car[/]", "[red]"]
+    iou = {name: 0.5 for name in names}
+    summary = {"per_class_iou": iou, "miou": 0.5, "pixel_acc": 0.9, "mean_class_acc": 0.6}
+    summary["fw_iou"] = 0.7
+    console = Console(file=io.StringIO(), width=100, color_system=None)
+    console.print(metrics_table(summary, names))
+    shown = console.file.getvalue()
+    assert "[bold]car[/]" in shown and "[red]" in shown

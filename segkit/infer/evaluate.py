@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from rich.progress import Progress
 from rich.table import Table
+from rich.text import Text
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
@@ -192,8 +193,9 @@ def metrics_table(summary: dict[str, Any], class_names: list[str]) -> Table:
     table.add_column("class")
     for name in columns:
         table.add_column(name, justify="right")
-    for name in class_names:
-        table.add_row(name, *(_fmt(c["per_class_iou"].get(name)) for c in columns.values()))
+    for name in class_names:  # a name is text: brackets in it are no console markup
+        cells = (_fmt(c["per_class_iou"].get(name)) for c in columns.values())
+        table.add_row(Text(name), *cells)
     table.add_section()
     for label, key in _SUMMARY_ROWS:
         table.add_row(f"[bold]{label}", *(f"[bold]{_fmt(c[key])}" for c in columns.values()))

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.markup import escape
 from torch import nn
 
 from segkit.core.errors import CheckpointError, SegkitError
@@ -161,8 +162,9 @@ class Checkpointing:
         done = run.history[:-1] if point.pending_evaluation else run.history
         if run.is_main and "history" in state and sync_records(run.run_dir, done):
             run.files.add(run.run_dir / METRICS_FILE)
-            run.log(f"metrics.jsonl restored from {last}")
-        run.log(f"[green]resuming[/] from {last}: epoch {point.epoch + 1}, step {point.step}")
+            run.log(f"metrics.jsonl restored from {escape(str(last))}")
+        where = f"epoch {point.epoch + 1}, step {point.step}"
+        run.log(f"[green]resuming[/] from {escape(str(last))}: {where}")
         return point
 
     def snapshot(

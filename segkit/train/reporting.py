@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from torch import nn
 
 from segkit.core.config import dump_toml
@@ -96,7 +97,7 @@ class RunReport:
                     )
                     run.files.add(*written)
                 progress.update(task, advance=1)
-        run.log(f"predictions written to {out_dir}")
+        run.log(f"predictions written to {escape(str(out_dir))}")
 
 
 def epoch_line(record: dict[str, Any]) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 from rich.console import Console
+from rich.markup import escape
 from torch.utils.data import DataLoader
 
 from segkit.core.config import Config, TrainConfig
@@ -244,5 +245,6 @@ def run_config(
             runner.directory.release()
     finally:
         leave_process_group()
-    runner.run.log(f"run finished in {time.perf_counter() - started:.0f} s: {runner.run.run_dir}")
+    elapsed, folder = time.perf_counter() - started, escape(str(runner.run.run_dir))
+    runner.run.log(f"run finished in {elapsed:.0f} s: {folder}")
     return summary
