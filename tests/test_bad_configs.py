@@ -213,3 +213,19 @@ def test_range_messages_read_well():
     assert RANGES["train.lr"].describe() == "a finite number > 0"
     assert not RANGES["train.lr"].contains(math.inf)
     assert not RANGES["data.batch_size"].contains(True)
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        (f"data.dataset.train_size={10**30}", f"parameter 'train_size' is {10**30}, larger than"),
+        ("model.head.dropout=nan", "parameter 'dropout' must be a finite number, got nan"),
+        ("model.head.dropout=inf", "parameter 'dropout' must be a finite number, got inf"),
+    ],
+)
+def test_plugin_parameters_are_finite_and_fit_a_run(tmp_path, capsys, override, fragment):
+    config = write_tiny_config(tmp_path)
+    before = folder_digest(tmp_path)
+    assert main(["config", str(config), "--set", override]) == 2
+    assert fragment in one_error_line(capsys)
+    assert folder_digest(tmp_path) == before

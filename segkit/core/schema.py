@@ -9,6 +9,7 @@ factory not imported yet, when it is first imported.
 from __future__ import annotations
 
 import inspect
+import math
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -17,6 +18,7 @@ from typing import Any, Literal
 
 from segkit.core.errors import ConfigError, PluginError, did_you_mean
 from segkit.core.lazy import LazyFactory
+from segkit.core.ranges import MAX_INTEGER
 
 
 class _FromFactory:
@@ -55,7 +57,27 @@ class Param:
                 f"{where}: parameter '{self.name}' must be {self.type_name()}, "
                 f"got {value!r} ({type(value).__name__}); fix the value in the config"
             )
+        for number in _numbers(converted):
+            if isinstance(number, float) and not math.isfinite(number):
+                raise ConfigError(
+                    f"{where}: parameter '{self.name}' must be a finite number, got {number}; "
+                    f"fix the value in the config"
+                )
+            if isinstance(number, int) and abs(number) > MAX_INTEGER:
+                raise ConfigError(
+                    f"{where}: parameter '{self.name}' is {number}, larger than any run can use "
+                    f"(at most {MAX_INTEGER:,}); fix the value in the config"
+                )
         return converted
+
+
+def _numbers(value: Any) -> list[int | float]:
+    """The numbers in a parameter's value, in lists and tuples too (booleans are none)."""
+    if isinstance(value, list | tuple):
+        return [n for item in value for n in _numbers(item)]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return [value]
+    return []
 
 
 def type_name(tp: Any) -> str:
