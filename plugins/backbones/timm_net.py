@@ -33,7 +33,7 @@ from segkit_plugins.backbones.timm_weights import load_timm_state, read_timm_wei
 from torch import Tensor, nn
 
 from segkit import ConfigError, FeatureInfo, resolve_weights
-from segkit.core import did_you_mean
+from segkit.core import did_you_mean, first_line
 
 #: Output strides timm's dilation support can give.
 OUTPUT_STRIDES = (32, 16, 8)
@@ -174,5 +174,4 @@ def _stride_message(model: str, output_stride: int) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:120] if text else ""
+    return first_line(exc, 120)

@@ -13,6 +13,7 @@ from segkit.core.errors import (
     PluginError,
     SegkitError,
     did_you_mean,
+    first_line,
 )
 from segkit.core.events import RunView
 from segkit.core.hookspecs import hookimpl
@@ -38,6 +39,7 @@ __all__ = [
     "default_registry",
     "did_you_mean",
     "dump_toml",
+    "first_line",
     "get_plugins",
     "hookimpl",
     "load_config",

@@ -19,7 +19,7 @@ import torch
 from rich.markup import escape
 from torch import nn
 
-from segkit.core.errors import CheckpointError, SegkitError
+from segkit.core.errors import CheckpointError, SegkitError, first_line
 from segkit.core.interrupts import uninterruptible
 from segkit.infer.finite import describe_names, non_finite_parameters
 from segkit.model.assembly import SegmentationModel
@@ -94,7 +94,7 @@ def load_resumed_weights(model: nn.Module, state: dict[str, Any], path: Path) ->
     try:
         unwrap(model).load_state_dict(state["model"])
     except (RuntimeError, KeyError, TypeError, AttributeError) as exc:
-        first = str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__
+        first = first_line(exc, 100) or type(exc).__name__
         raise CheckpointError(
             f"{path} does not match this config's model ({first}); give a new --run-dir, "
             f"or add --overwrite to replace that run"
