@@ -134,9 +134,24 @@ def test_a_run_stopped_before_its_first_checkpoint_starts_over(tmp_path):
     run_dir.mkdir()
     (run_dir / "config.toml").write_text("stale")
     (run_dir / "metrics.jsonl").write_text('{"epoch": 7, "loss": 1.0}\n')
+    record = {"format": "segkit-run-files", "files": ["config.toml", "metrics.jsonl"]}
+    (run_dir / MANIFEST).write_text(json.dumps(record))
     assert main(["run", str(config), "--run-dir", str(run_dir)]) == 0
     assert epochs_recorded(run_dir) == [1]
     assert load_config(run_dir / "config.toml").name == "tiny"
+
+
+@pytest.mark.parametrize("argv", [[], ["--overwrite"]], ids=["plain", "overwrite"])
+def test_files_named_like_a_run_without_its_record_are_not_a_run(tmp_path, capsys, argv):
+    """A config.toml kept in a folder is the user's, not a run stopped early."""
+    config = write_tiny_config(tmp_path, every=0, steps=TRAIN)
+    folder = tmp_path / "experiment"
+    folder.mkdir()
+    (folder / "config.toml").write_text(config.read_text())
+    before = folder_state(tmp_path)
+    assert main(["run", str(folder / "config.toml"), "--run-dir", str(folder), *argv]) == 2
+    one_error_line(capsys, "holds files that are not a segkit run")
+    assert folder_state(tmp_path) == before
 
 
 @pytest.mark.parametrize(

@@ -176,3 +176,12 @@ def test_a_second_run_on_a_busy_folder_is_refused_at_once(tmp_path):
     assert set(before) <= set(folder_state(run_dir))  # the second removed nothing
     assert first_code == 130, log.read_text()[-2000:]
     assert (run_dir / "last.pt").is_file()  # the first stopped as any run does
+
+
+def test_overwrite_never_removes_the_config_it_runs(run_copy, capsys):
+    _, run_dir = run_copy
+    before = folder_state(run_dir)
+    argv = ["run", str(run_dir / "config.toml"), "--run-dir", str(run_dir), "--overwrite"]
+    assert main(argv) == 2
+    one_error_line(capsys, "--overwrite would remove", "config.toml", "copy it out of")
+    assert folder_state(run_dir) == before

@@ -41,6 +41,10 @@ def run(args: argparse.Namespace) -> int:
     config = load_runnable(args, plugins)
     if args.resume and args.run_dir is None:
         args.run_dir = latest_run_dir(config.name)
+    if args.overwrite and args.run_dir is not None:
+        from segkit.train.run_files import check_inputs_kept
+
+        check_inputs_kept(args.run_dir, [args.config])
     run_config(config, args.run_dir, plugins, terminal.console, args.overwrite, args.resume)
     return 0
 

@@ -163,7 +163,10 @@ def plan_run_directory(
         )
     if not training:
         return _plan_without_training(path, found, overwrite)
-    if not found:
+    # A run records its files from its start; files of a run's names without that
+    # record or a checkpoint are somebody else's (a config.toml kept there, say).
+    is_run = MANIFEST in found or any(name in found for name in CHECKPOINTS)
+    if not is_run:
         if path.is_dir() and any(path.iterdir()):
             raise SegkitError(
                 f"--run-dir {path} holds files that are not a segkit run; "

@@ -117,6 +117,25 @@ def remove_recorded_files(folder: Path, top_level: tuple[str, ...]) -> None:
     (folder / MANIFEST).unlink(missing_ok=True)
 
 
+def check_inputs_kept(folder: Path, inputs: list[Path]) -> None:
+    """Refuse an ``--overwrite`` that would remove one of the command's inputs (a run's
+    own ``config.toml`` given as the config, say)."""
+    if not folder.is_dir():
+        return
+    recorded = recorded_files(folder) or []
+    for name in recorded:
+        for source in inputs:
+            if (
+                (folder / name).is_file()
+                and source.is_file()
+                and os.path.samefile(folder / name, source)
+            ):
+                raise SegkitError(
+                    f"--overwrite would remove {source}, which this run reads: it is the "
+                    f"earlier run's own {name}; copy it out of {folder} and run the copy"
+                )
+
+
 class RunLock:
     """An exclusive lock on a run folder, held until :meth:`release` or the process ends."""
 
