@@ -9,14 +9,6 @@ from typing import Any
 
 from markdown_text import anchor, cell, code, toml_value
 
-#: Help for the top-level keys, which carry none in the code.
-TOP_LEVEL_HELP = {
-    "name": "the run folder's name (runs/NAME/...); read from a file, the file's own name "
-    "unless the config gives one",
-    "postprocessors": "post-processors applied in order to the probabilities "
-    "([[postprocessors]] tables), e.g. the dense CRF",
-}
-
 #: Part keys whose hook point is not named by the key itself.
 PART_KEY_KINDS = {
     "crf": "postprocessor",
@@ -38,13 +30,7 @@ def config_sections() -> list[tuple[str, type]]:
 
 def describe_range(rule: Any) -> str:
     """What a range from ``segkit.core.ranges.RANGES`` allows, in words."""
-    if hasattr(rule, "describe"):
-        text = rule.describe()
-    elif hasattr(rule, "each"):  # a list of numbers, each within a range
-        count = rule.length if getattr(rule, "length", None) is not None else "one or more"
-        text = f"a list of {count} numbers, each {describe_range(rule.each)}"
-    else:
-        text = str(rule)
+    text = rule.describe()
     unset = getattr(rule, "unset", "")
     return f"{text} ({unset})" if unset else text
 
@@ -81,7 +67,7 @@ def config_row(key: str, f: dataclasses.Field, hint: Any) -> str:
         rule = RANGES.get(key)
         allowed = describe_range(rule) if rule is not None else ""
         shown_type = code(type_name(hint))
-    help_text = f.metadata.get("help", "") or TOP_LEVEL_HELP.get(key, "")
+    help_text = f.metadata.get("help", "")
     return f"| `{key}` | {shown_type} | {shown} | {cell(allowed)} | {cell(help_text)} |"
 
 

@@ -20,7 +20,7 @@ _CLASS_WEIGHTS = Param(
     "class_weights",
     list[float] | str | None,
     None,
-    'one weight per class, or "auto" from the training masks (see README)',
+    'one weight per class, or "auto" from the training masks (see docs/guides/own-data.md)',
 )
 
 

@@ -58,7 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--postprocessor",
         default="densecrf",
         metavar="NAME",
-        help="densecrf (pydensecrf, default) or densecrf_torch (PyTorch)",
+        help="densecrf (pydensecrf, default), densecrf_torch (PyTorch) or convcrf (a window "
+        "around each pixel); `segkit plugins` lists every post-processor",
     )
     parser.add_argument(
         "--max-megapixels",

@@ -70,9 +70,14 @@ class LossTerm(Part):
 
 @dataclass
 class ModelConfig:
-    backbone: Part
-    head: Part
-    upsampler: Part = field(default_factory=lambda: Part("interpolate"))
+    backbone: Part = field(
+        metadata={"help": "the feature extractor: a backbone's name and its parameters"}
+    )
+    head: Part = field(metadata={"help": "the class scorer on the backbone's feature maps"})
+    upsampler: Part = field(
+        default_factory=lambda: Part("interpolate"),
+        metadata={"help": "brings the head's scores back to the input's size"},
+    )
     num_classes: int | None = _help("number of classes; taken from the dataset when omitted", None)
     crf: Part | None = _help(
         "a CRF layer after the upsampler, trained with the model: a post-processor that "
@@ -100,7 +105,10 @@ CRF_LAYER_PARAMS = (
 
 @dataclass
 class DataConfig:
-    dataset: Part = field(default_factory=lambda: Part("synthetic"))
+    dataset: Part = field(
+        default_factory=lambda: Part("synthetic"),
+        metadata={"help": "the images and masks: a dataset's name and its parameters"},
+    )
     train_split: str = _help("split to train on", "train")
     val_split: str = _help("split to evaluate on", "val")
     batch_size: int = _help("training images per batch (per process)", 8)
@@ -202,8 +210,16 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
     run: RunConfig = field(default_factory=RunConfig)
-    postprocessors: list[Part] = field(default_factory=list)
-    name: str = "config"
+    postprocessors: list[Part] = _help(
+        "post-processors applied in order to the probabilities ([[postprocessors]] tables), "
+        "e.g. the dense CRF",
+        [],
+    )
+    name: str = _help(
+        "the run folder's name (runs/NAME/...); read from a file, the file's own name "
+        "unless the config gives one",
+        "config",
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return _to_plain(self)

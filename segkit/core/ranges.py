@@ -87,13 +87,13 @@ class ListOf:
     each: Range
     length: int | None = None
 
+    def describe(self) -> str:
+        count = f"{self.length}" if self.length is not None else "one or more"
+        return f"a list of {count} numbers, each {self.each.describe()}"
+
     def check(self, value: Any, name: str, fix: str = "") -> Any:
         if not self._contains(value):
-            count = f"{self.length}" if self.length is not None else "one or more"
-            raise ConfigError(
-                f"{name} must be a list of {count} numbers, each {self.each.describe()}, "
-                f"got {value!r}{fix}"
-            )
+            raise ConfigError(f"{name} must be {self.describe()}, got {value!r}{fix}")
         return value
 
     def _contains(self, value: Any) -> bool:

@@ -1,6 +1,6 @@
 """Registered names: each carries its factory and a typed description of its parameters.
 
-One description serves config validation, ``segkit plugins`` and the README, so the
+One description serves config validation, ``segkit plugins`` and the documentation, so the
 three can never disagree about what a part accepts.  A factory is a callable, or the
 import path of one (:class:`~segkit.core.lazy.LazyFactory`), imported when the part is
 first built: the description and an optional cheap ``check`` of the parameters are all
@@ -97,6 +97,7 @@ class Component:
         for param in self.params:
             if param.name in given:
                 bound[param.name] = param.check(given[param.name], where)
+                param.check_fits_a_run(bound[param.name], where)
             elif param.required:
                 raise ConfigError(f"{where}: parameter '{param.name}' is required ({param.help})")
             else:

@@ -57,7 +57,12 @@ class Param:
                 f"{where}: parameter '{self.name}' must be {self.type_name()}, "
                 f"got {value!r} ({type(value).__name__}); fix the value in the config"
             )
-        for number in _numbers(converted):
+        return converted
+
+    def check_fits_a_run(self, value: Any, where: str) -> None:
+        """Refuse numbers no part can use: not finite, or integers beyond
+        :data:`~segkit.core.ranges.MAX_INTEGER` (a plugin declares a type, not a range)."""
+        for number in _numbers(value):
             if isinstance(number, float) and not math.isfinite(number):
                 raise ConfigError(
                     f"{where}: parameter '{self.name}' must be a finite number, got {number}; "
@@ -65,10 +70,9 @@ class Param:
                 )
             if isinstance(number, int) and abs(number) > MAX_INTEGER:
                 raise ConfigError(
-                    f"{where}: parameter '{self.name}' is {number}, larger than any run can use "
-                    f"(at most {MAX_INTEGER:,}); fix the value in the config"
+                    f"{where}: parameter '{self.name}' is {number}, larger than any run can "
+                    f"use (at most {MAX_INTEGER:,}); fix the value in the config"
                 )
-        return converted
 
 
 def _numbers(value: Any) -> list[int | float]:
