@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -224,3 +225,48 @@ def test_an_interrupted_predict_says_what_it_kept(tmp_path, registry):
     assert len(stems) == done
     kinds = ("mask", "overlay", "panel")
     assert written == sorted(f"{stem}_{kind}.png" for stem in stems for kind in kinds)
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if fields[1] == str(pid):
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_refine_with_pydensecrf_stops_at_once(tmp_path, signum):
+    """pydensecrf holds the GIL for the whole inference: it runs in a worker process,
+    which goes with the command when the command is stopped."""
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (750, 1000, 3), dtype=np.uint8)).save(tmp_path / "p.png")
+    labels = np.zeros((750, 1000, 3), np.uint8)
+    labels[:, :300], labels[:, -300:] = (200, 0, 0), (0, 200, 0)
+    Image.fromarray(labels).save(tmp_path / "labels.png")
+    out = tmp_path / "refined.png"
+    args = [sys.executable, "-m", "segkit", "refine", str(tmp_path / "p.png")]
+    args += [str(tmp_path / "labels.png"), "--out", str(out), "--iterations", "500"]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (workers := _children(process.pid)):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the CRF never started"
+        time.sleep(0.05)
+    time.sleep(1)  # well inside the CRF's minutes
+    sent = time.monotonic()
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=60)
+    assert time.monotonic() - sent < 10
+    assert process.returncode == 128 + signum
+    name = signal.Signals(signum).name
+    assert err.strip() == f"interrupted by {name} while refining; {out} was not written"
+    assert not out.exists()
+    time.sleep(0.5)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)

@@ -1,11 +1,19 @@
 """``densecrf``: pydensecrf (the authors' C++ code), the images of a batch in parallel
-worker processes, because pydensecrf holds the GIL."""
+worker processes, because pydensecrf holds the GIL.
+
+A single image is refined in a worker process too when the call comes from the main
+thread: C++ code holding the GIL there would keep Python from handling Ctrl-C or
+SIGTERM until it returned, minutes on a large photograph.  The workers ignore both
+signals (a terminal sends Ctrl-C to them too); the main process stops them when it is
+interrupted itself."""
 
 from __future__ import annotations
 
 import functools
 import multiprocessing
 import os
+import signal
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -38,15 +46,19 @@ class PyDenseCRF:
         probs_np = probs.detach().to("cpu", torch.float32).numpy()
         images_np = images.detach().cpu().permute(0, 2, 3, 1).numpy()
         jobs = [(probs_np[i], images_np[i], self.params) for i in range(n)]
-        if workers > 1:
+        if workers > 1 or threading.current_thread() is threading.main_thread():
+            pool = _process_pool(workers)
             try:
-                refined = list(_process_pool(workers).map(_pydensecrf_refine, jobs))
+                refined = list(pool.map(_pydensecrf_refine, jobs))
             except BrokenProcessPool:
                 _process_pool.cache_clear()
                 raise DataError(
                     f"densecrf: a worker process died refining {n} image(s) of "
                     f"{height}×{width} (out of memory?); set workers = 1 or refine fewer"
                 ) from None
+            except BaseException:  # an interrupt: the workers stop with this process
+                _stop_pool(pool)
+                raise
         else:
             refined = [_pydensecrf_refine(job) for job in jobs]
         return torch.from_numpy(np.stack(refined)).to(probs.device, probs.dtype)
@@ -85,4 +97,22 @@ def _process_pool(workers: int) -> ProcessPoolExecutor:
     # Forked workers start at once and only run numpy and pydensecrf, never torch.
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
-    return ProcessPoolExecutor(workers, mp_context=context)
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_stop_signals)
+
+
+def _ignore_stop_signals() -> None:
+    """Ctrl-C and SIGTERM are the main process's to handle: it stops the workers (a
+    worker ended by a signal sent to the whole group would read as a crash)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """End the workers now, in the middle of their images, and forget the pool."""
+    _process_pool.cache_clear()
+    workers = list(getattr(pool, "_processes", {}).values())  # no public way before 3.14
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in workers:
+        process.kill()  # they ignore SIGTERM
+    for process in workers:
+        process.join(timeout=5)

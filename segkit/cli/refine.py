@@ -110,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
     """
     from PIL import Image
 
+    from segkit.core.interrupts import Interrupted
     from segkit.core.ranges import Range
     from segkit.infer.budget import DEFAULT_CRF_ITERATIONS, Work, check_size
     from segkit.infer.postprocess import build_postprocessor
@@ -142,8 +143,11 @@ def run(args: argparse.Namespace) -> int:
         terminal.err_console.print(note, markup=False, highlight=False, soft_wrap=True)
     image = read_rgb(args.image, "image")
     postprocessor = build_postprocessor(args.postprocessor, registry, **params)
-    with terminal.err_console.status(f"refining {width}×{height} with {args.postprocessor}"):
-        result, changed = refine_labels(image, annotation, postprocessor, args.gt_prob)
+    try:
+        with terminal.err_console.status(f"refining {width}×{height} with {args.postprocessor}"):
+            result, changed = refine_labels(image, annotation, postprocessor, args.gt_prob)
+    except Interrupted as stop:
+        raise stop.explained(f"while refining; {args.out} was not written") from None
     buffer = io.BytesIO()
     Image.fromarray(result).save(buffer, format=out_format)
     write_bytes_atomically(args.out, buffer.getvalue())
