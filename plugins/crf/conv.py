@@ -34,9 +34,16 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from segkit_plugins.crf.layer import CRFLayer
-from segkit_plugins.crf.params import PROBABILITY_FLOOR, CRFParams, check_device, compute_device
+from segkit_plugins.crf.params import (
+    PROBABILITY_FLOOR,
+    CRFParams,
+    check_device,
+    compute_device,
+    softmax_rows_,
+)
 from segkit_plugins.crf.upsampling import edge_aware_upsampling
 from torch import Tensor, nn
+from torch.profiler import record_function
 
 from segkit import ConfigError, DataError, check_postprocess_inputs
 
@@ -186,14 +193,23 @@ def conv_crf(unary: Tensor, images: Tensor, params: ConvCRFParams | None = None)
         return torch.softmax(-unary, 1)
     # pixels as rows, classes as columns: softmax, messages and upsampling run along rows
     neg_unary = -unary.permute(0, 2, 3, 1).reshape(-1, classes)
-    messages = ConvMessages(images, params, dtype=unary.dtype)
+    with record_function("window weights"):
+        messages = ConvMessages(images, params, dtype=unary.dtype)
     kernel = messages.kernel(unary.new_tensor([params.gaussian_compat, params.bilateral_compat]))
+    grad = torch.is_grad_enabled() and neg_unary.requires_grad
+    # without autograd, and with messages that cannot be negative, each row's logits have
+    # a maximum of at least 0 once the unaries are shifted so: a faster softmax applies
+    in_place = not grad and params.gaussian_compat >= 0 and params.bilateral_compat >= 0
+    if in_place:
+        neg_unary = neg_unary - neg_unary.amax(1, keepdim=True)
     q = torch.softmax(neg_unary, 1)
-    grad = torch.is_grad_enabled() and q.requires_grad
     for _ in range(params.iterations):
         logits = messages(q, kernel)
-        logits = logits + neg_unary if grad else logits.add_(neg_unary)
-        q = torch.softmax(logits, 1)
+        if not in_place:
+            q = torch.softmax(logits + neg_unary if grad else logits.add_(neg_unary), 1)
+            continue
+        with record_function("softmax"):
+            q = softmax_rows_(logits.add_(neg_unary))
     # channels-last memory, as computed: a copy into the usual layout would cost a pass
     return q.view(n, height, width, classes).permute(0, 3, 1, 2)
 
@@ -277,14 +293,17 @@ class ConvMessages:
         classes = q.shape[1]
         pixels = q.view(n, height, width, classes).permute(0, 3, 1, 2)
         # N×C×h×w: each offset's weight map broadcasts over the classes along whole rows
-        coarse = self._pool(pixels).contiguous()
+        with record_function("pool"):
+            coarse = self._pool(pixels).contiguous()
         # the kernel is zero where a neighbour falls outside, so zero padding is exact
         padded = self._padded(coarse)
-        message = WindowProduct.apply(padded, kernel, self.offsets(), self.window // 2)
+        with record_function("window product"):
+            message = WindowProduct.apply(padded, kernel, self.offsets(), self.window // 2)
         message = message.permute(0, 2, 3, 1).reshape(-1, classes).contiguous()
         if self.upsampling is None:
             return message
-        return self.upsampling(message)
+        with record_function("upsampling"):
+            return self.upsampling(message)
 
     def _pool(self, x: Tensor) -> Tensor:
         """The mean of each downsample×downsample block (of its pixels inside the image)."""
