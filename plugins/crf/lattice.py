@@ -19,6 +19,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from segkit_plugins.crf.wide_lattice import index_rows
 from torch import Tensor
 from torch.profiler import record_function
 
@@ -312,7 +313,7 @@ def _index_vertices(
     high = rank[None, :d] > (d - steps)[:, None, None]  # vertex × coordinate × point
     keys = remainder0[None] + steps[:, None, None] - (d + 1) * high.long()
     keys = torch.cat([keys, group.expand(d + 1, 1, points)], 1)
-    lattice_of, order, counts, up = _index_rows(keys.permute(0, 2, 1).reshape(-1, d + 1), d)
+    lattice_of, order, counts, up = index_rows(keys.permute(0, 2, 1).reshape(-1, d + 1), d)
     return lattice_of.view(d + 1, points), (order % points, order // points), counts, up
 
 
@@ -347,14 +348,6 @@ def _expand_simplices(
     return points_by_simplex.take(position), vertices
 
 
-def _direction_step(j: int, d: int, device: torch.device) -> Tensor:
-    """The step to a point's neighbour along lattice direction j, on the first d coordinates."""
-    step = torch.full((d,), -1, dtype=torch.long, device=device)
-    if j < d:
-        step[j] = d
-    return step
-
-
 def _index_codes(codes: Tensor, moves: list[int]) -> tuple[Tensor, Tensor, Tensor, list]:
     sorted_codes, order = torch.sort(codes)
     first = torch.ones_like(sorted_codes, dtype=torch.bool)
@@ -370,32 +363,6 @@ def _index_codes(codes: Tensor, moves: list[int]) -> tuple[Tensor, Tensor, Tenso
         found = torch.searchsorted(unique, wanted).clamp_(max=unique.numel() - 1)
         up.append(torch.where(unique[found] == wanted, found, -1))
     return offsets, order, counts, up
-
-
-def _index_rows(keys: Tensor, d: int) -> tuple[Tensor, Tensor, Tensor, list]:
-    offsets = _row_ids(keys)
-    order = torch.argsort(offsets, stable=True)
-    counts = torch.bincount(offsets)
-    lattice_points = counts.numel()
-    point_keys = torch.empty(lattice_points, d + 1, dtype=keys.dtype, device=keys.device)
-    point_keys[offsets] = keys
-    queries = [point_keys]
-    for j in range(d + 1):
-        step = _direction_step(j, d, keys.device)
-        queries.append(point_keys + torch.cat([step, step.new_zeros(1)]))
-    ids = _row_ids(torch.cat(queries)).view(d + 2, lattice_points)
-    lookup = torch.full((int(ids.max()) + 1,), -1, dtype=torch.long, device=keys.device)
-    lookup[ids[0]] = torch.arange(lattice_points, device=keys.device)
-    return offsets, order, counts, [lookup[ids[j + 1]] for j in range(d + 1)]
-
-
-def _row_ids(rows: Tensor) -> Tensor:
-    """Dense ids 0..k-1 such that two rows get the same id exactly when they are equal."""
-    ids = torch.zeros(rows.shape[0], dtype=torch.long, device=rows.device)
-    for column in rows.unbind(1):
-        column = column - column.min()
-        _, ids = torch.unique(ids * (int(column.max()) + 1) + column, return_inverse=True)
-    return ids
 
 
 def _blur_gather(up: Tensor, index: torch.dtype) -> Gather:

@@ -168,7 +168,9 @@ def _mean_field(neg_unary: Tensor, images: Tensor, params: CRFParams) -> Tensor:
     fused = _FusedUpdate(filters, neg_unary) if in_place and n == 1 and filters else None
     for _ in range(params.iterations if filters else 0):
         if fused is not None:
-            q = softmax_rows_(fused(q))
+            logits = fused(q)
+            with record_function("softmax"):
+                q = softmax_rows_(logits)
             continue
         logits = neg_unary
         for lattice, rows in filters:
