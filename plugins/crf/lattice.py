@@ -349,19 +349,32 @@ def _expand_simplices(
 
 
 def _index_codes(codes: Tensor, moves: list[int]) -> tuple[Tensor, Tensor, Tensor, list]:
+    """The lattice point of each code, the codes grouped by lattice point, each lattice
+    point's code count, and each lattice point's neighbour after each move (-1: none).
+
+    The lattice points are numbered in a fixed shuffled order, not in order of their
+    codes: a few points of a flat region gather most pixels, and in code order they
+    cluster, so that the threads splatting the first and the second half of the points
+    got a sixth and five sixths of the work."""
     sorted_codes, order = torch.sort(codes)
     first = torch.ones_like(sorted_codes, dtype=torch.bool)
     first[1:] = sorted_codes[1:] != sorted_codes[:-1]
-    ids = first.cumsum(0) - 1
+    unique = sorted_codes[first]
+    points = unique.numel()
+    shuffle = torch.randperm(points, generator=torch.Generator().manual_seed(0))
+    shuffle = shuffle.to(codes.device)
+    ids = shuffle.take(first.cumsum(0) - 1)
+    regroup = torch.argsort(ids)
+    order, ids = order.take(regroup), ids.take(regroup)
     offsets = torch.empty_like(ids)
     offsets[order] = ids
-    unique = sorted_codes[first]
-    counts = torch.bincount(ids, minlength=unique.numel())
+    counts = torch.bincount(ids, minlength=points)
     up = []
     for move in moves:
         wanted = unique + move
-        found = torch.searchsorted(unique, wanted).clamp_(max=unique.numel() - 1)
-        up.append(torch.where(unique[found] == wanted, found, -1))
+        found = torch.searchsorted(unique, wanted).clamp_(max=points - 1)
+        neighbour = torch.where(unique[found] == wanted, shuffle.take(found), -1)
+        up.append(torch.empty_like(neighbour).scatter_(0, shuffle, neighbour))
     return offsets, order, counts, up
 
 
