@@ -98,7 +98,8 @@ def report(case: Case, iterations: int, threads: int, runs: Runs, photos, crfs) 
     height, width = truth.shape[-2:]
     how = "side by side, one thread each" if threads == 1 else f"interleaved, {threads} threads"
     print(
-        f"\n#### {width}×{height} ({case.megapixels:g} MP), {case.kind} unaries, "
+        f"\n#### {width}×{height} ({case.megapixels:g} MP"
+        f"{'' if case.part == 'whole' else ', ' + case.part + ' halves'}), {case.kind} unaries, "
         f"{iterations} iterations, {how}, {len(photos)} photographs × "
         f"{len(next(iter(runs.seconds.values()))) // len(photos)} rounds\n"
     )
@@ -161,7 +162,7 @@ def run_cpu(args: argparse.Namespace, repo) -> None:
     try:
         for megapixels in args.sizes:
             for kind in kinds:
-                case = Case(megapixels, kind, args.seed)
+                case = Case(megapixels, kind, args.seed, args.part)
                 photos = make_photos(case, repo)
                 for iterations in args.iterations:
                     for threads in args.threads:
@@ -271,6 +272,12 @@ def main() -> None:
     parser.add_argument("--threads", type=ints, default=[1, 2])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0, help="of the unaries' noise")
+    parser.add_argument(
+        "--part",
+        choices=["whole", "left", "right"],
+        default="whole",
+        help="the photographs whole or one half (convcrf's defaults were tuned on the left)",
+    )
     parser.add_argument("--crfs", type=lambda t: t.split(","), help="only these CRFs")
     parser.add_argument("--profile", action="store_true", help="stages of segkit's CRFs")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
