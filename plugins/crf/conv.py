@@ -193,7 +193,8 @@ def conv_crf(unary: Tensor, images: Tensor, params: ConvCRFParams | None = None)
     if params.iterations == 0:
         return torch.softmax(-unary, 1)
     # pixels as rows, classes as columns: softmax, messages and upsampling run along rows
-    neg_unary = -unary.permute(0, 2, 3, 1).reshape(-1, classes)
+    # rows whole in memory (of one image the permuted view has its classes H·W apart)
+    neg_unary = -unary.permute(0, 2, 3, 1).reshape(-1, classes).contiguous()
     with record_function("window weights"):
         messages = ConvMessages(images, params, dtype=unary.dtype)
     kernel = messages.kernel(unary.new_tensor([params.gaussian_compat, params.bilateral_compat]))
