@@ -154,8 +154,11 @@ def bilateral_filter(
         ys, xs = _pixel_grid(height, width, images.device)
         rgb = images.permute(2, 3, 0, 1).reshape(height * width * n, 3).float() / np.float32(srgb)
         positions = torch.stack([xs / np.float32(sxy), ys / np.float32(sxy)], 1)
-        features = torch.cat([positions.repeat_interleave(n, 0), rgb], 1)
-        group = torch.arange(n, device=images.device).repeat(height * width)
+        if n == 1:  # one image: no copies of the positions, no groups
+            features, group = torch.cat([positions, rgb], 1), None
+        else:
+            features = torch.cat([positions.repeat_interleave(n, 0), rgb], 1)
+            group = torch.arange(n, device=images.device).repeat(height * width)
         return build_lattice_filter(features, weight, group, n, on_lattice_size=check_lattice_size)
 
 

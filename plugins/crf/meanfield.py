@@ -72,7 +72,10 @@ class TorchDenseCRF:
             )
             for i in range(0, n, chunk)
         ]
-        out = refined[0].contiguous() if len(refined) == 1 else torch.cat(refined)
+        # one image stays in the rows' channels-last layout, as convcrf returns it (but
+        # autograd's softmax wants its gradient in the usual layout)
+        out = refined[0] if len(refined) == 1 else torch.cat(refined)
+        out = out.contiguous() if out.requires_grad else out
         return out.to(probs.device, probs.dtype)
 
     def layer(
