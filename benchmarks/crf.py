@@ -29,16 +29,17 @@ threads, one process runs the four one after another, rounds after rounds, the o
 rotating (``crf_timing.py``).  pydensecrf always runs on one thread.  OpenMP threads
 wait passively unless OMP_WAIT_POLICY says otherwise.
 
-The tables of ``benchmarks/crf_results.md`` come from, in order:
+Every table (sizes 0.1, 0.25 and 1 MP, the three kinds, 5 and 10 iterations, 1 and 2
+threads, 3 rounds) and the stage profiles:
 
     python benchmarks/crf.py --convcrf-repo ../shared/reference/convcrf
-    python benchmarks/crf.py --convcrf-repo ../shared/reference/convcrf --profile
-    python benchmarks/crf_tuning.py --convcrf-repo ../shared/reference/convcrf
+    python benchmarks/crf.py --convcrf-repo ../shared/reference/convcrf --profile \
+        --sizes 0.25 --threads 1
 
-(the first: sizes 0.1, 0.25 and 1 MP, the three kinds, 5 and 10 iterations, 1 and 2
-threads, 3 rounds; narrow it with --sizes, --unaries, --iterations, --threads, --rounds).
-On a CUDA machine ``--device cuda --batch 8`` times segkit's CRFs (and the published
-ConvCRF with ``use_gpu=True``) in batches instead.
+``benchmarks/crf_results.md`` ran the first in three narrower parts (its commands are
+listed there): --sizes, --unaries, --iterations, --threads, --rounds and --crfs narrow a
+run, --part left|right keeps one half of each photograph.  On a CUDA machine
+``--device cuda --batch 8`` times segkit's two CRFs in batches instead.
 """
 
 from __future__ import annotations
@@ -246,7 +247,7 @@ def run_profile(args: argparse.Namespace, repo) -> None:
 
 
 def run_cuda(args: argparse.Namespace, repo) -> None:
-    """segkit's CRFs (and the published ConvCRF, use_gpu=True) on batches, on the GPU."""
+    """segkit's two CRFs on batches of the photographs, on the GPU."""
     for megapixels in args.sizes:
         photos = make_photos(Case(megapixels, "network", args.seed), repo)
         batch = [photos[i % len(photos)] for i in range(args.batch)]
