@@ -33,10 +33,9 @@ class Gather:
     """A sparse matrix applied as a weighted gather: row i of the product is
     Σ weights[k] · x[indices[k]] over the k of its bag, ``offsets[i]`` to ``offsets[i+1]``.
 
-    ``embedding_bag`` computes exactly this, and on the CPU 3–5× faster than the same
-    matrix as a CSR product: each bag's rows are summed in registers, where the sparse
-    product of a matrix whose rows are long (a lattice point gathers a hundred pixels)
-    streams its result back and forth.
+    ``embedding_bag`` computes exactly this; on the CPU, measured apart at 0.25 MP with
+    21 classes, it splats 2–5× and slices about 2× faster than the same matrices as CSR
+    products, and needs no padding of the classes to whole vectors.
     """
 
     def __init__(self, indices: Tensor, offsets: Tensor, weights: Tensor) -> None:

@@ -1,8 +1,8 @@
 """``densecrf_torch``: mean-field inference in PyTorch on the permutohedral lattice.
 
-The lattice's splatting, blurring and slicing are sparse matrix products built once
-per image (:mod:`segkit_plugins.crf.lattice`); the batch runs on the CPU or on CUDA,
-and the result is differentiable with respect to the unaries (:func:`dense_crf`).
+The lattice's splatting, blurring and slicing are weighted gathers built once per
+image (:mod:`segkit_plugins.crf.lattice`); the batch runs on the CPU or on CUDA, and
+the result is differentiable with respect to the unaries (:func:`dense_crf`).
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def estimate_torch_memory(
 
     Per pixel: seven N×C buffers of the mean-field update, plus one per ``iterations``
     when autograd keeps each update's Q; the lattice construction (six vertices of
-    about 80 bytes each); and the sparse matrices that stay (about 300 bytes).
+    about 80 bytes each); and the gathers that stay (about 300 bytes).
     """
     buffers = 7 + iterations
     return n * height * width * (value_bytes * classes * buffers + 6 * 80 + 300)
