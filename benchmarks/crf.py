@@ -1,497 +1,329 @@
-"""CRF post-processors side by side: time per image, accuracy, agreement and peak memory.
+"""segkit's CRFs beside the published codes they stand in for, on the same inputs.
 
-    python benchmarks/crf.py                              # CPU, 500×375, 21 classes, 10 iterations
-    python benchmarks/crf.py --unaries paper --iterations 5   # ConvCRF paper's noisy unaries
-    python benchmarks/crf.py --device cuda --batch 8      # densecrf_torch on a GPU, 8 per batch
-    python benchmarks/crf.py --memory                     # also peak memory at 0.25, 1 and 4 MP
+Four CRFs refine the same photographs (``crf_contenders.py``): segkit's ``convcrf`` (at
+its defaults) beside the published ConvCRF (Teichmann & Cipolla, commit 09306378, its
+``GaussCRF`` with the default configuration and its demo's ``filter_size = 7``), and
+segkit's ``densecrf_torch`` beside pydensecrf (the ``pydensecrf2`` package, one
+thread), the dense CRFs with pydensecrf's example kernels (θα 80, θβ 13, θγ 3; weights
+10 and 3).  The published ConvCRF is not on a package index: its folder comes from
+``--convcrf-repo DIR`` or ``SEGKIT_CONVCRF_REPO`` (a pinned copy of it may sit in
+``../shared/reference/convcrf``); without it its rows, and the demo's unaries, are
+skipped with a note.  Its demo's unaries also need scikit-image (``pip install
+scipy scikit-image``; the published module needs scipy).
 
-The images are pydensecrf's example photographs resized to the benchmark size when
-``../shared/data/densecrf_examples`` is beside the checkout (or where
-``SEGKIT_DENSECRF_EXAMPLES`` points), otherwise synthetic scenes
-of coloured shapes.  With the photographs, the probabilities are their labels
-(pydensecrf's reference outputs) degraded in one of two ways:
+The photographs are pydensecrf's three examples (``crf_data.py``), resized to about
+0.1, 0.25 and 1 megapixels, with 21 classes and three kinds of synthetic unaries made
+from their labels: ``network`` (a stride-8 network's noisy scores), ``paper`` (the
+ConvCRF paper's protocol) and ``demo`` (the published demo's own ``utils/synthetic.py``).
+For each size, kind, number of iterations and number of threads the table gives each
+CRF's median seconds per image (wall clock) with the spread (fastest–slowest run), its
+CPU seconds, its mIoU against the labels (accumulated over the photographs, as PASCAL
+VOC's), against pydensecrf's output on the same unaries, and against the rough human
+marks, and its share of pixels labelled as pydensecrf labels them.  The ratios are
+medians of paired runs (same photograph, same round).
 
-* ``--unaries network`` (default), as a stride-8 network would see them: class scores
-  averaged over 8×8 blocks, scaled, with Gaussian noise on that coarse grid, bilinearly
-  upsampled and passed through a softmax;
-* ``--unaries paper``, the ConvCRF paper's synthetic protocol: the one-hot labels
-  averaged over 8×8 blocks, a fifth of the blocks replaced by a random class (one-hot),
-  bilinearly upsampled (confident, wrong blobs that no softmax softens).
+Timing on a shared machine: with one thread, two worker processes run a pair of CRFs
+(``convcrf`` with the published ConvCRF, ``densecrf_torch`` with pydensecrf) on the same
+photograph at the same moment, one thread each, and swap CRFs every round; with more
+threads, one process runs the four one after another, rounds after rounds, the order
+rotating (``crf_timing.py``).  pydensecrf always runs on one thread.  OpenMP threads
+wait passively unless OMP_WAIT_POLICY says otherwise.
 
-The table then gives each post-processor's mIoU against those labels (over the
-dataset: IoU of each class present in the labels, accumulated over all images), its
-gain over the unaries, and the share of pixels given a class absent from the image's
-labels (specks a per-image mIoU would punish hard).  The labels come from pydensecrf
-itself, which favours ``densecrf``: they are strewn with its own specks (reflections in
-the water labelled goose, blades of grass labelled bench), 0.4% of the pixels, that no
-annotator would draw.  A second gain ignores the pixels of label regions smaller than
-0.1% of the image, as PASCAL VOC ignores its void pixels.  A third is measured against
-the rough human annotations pydensecrf's example starts from (annoN.png; 88% of the
-pixels marked, the rest ignored): drawn by a person, but with a coarse brush that fills
-small openings (the bench's backrest is one blob).  Without the photographs the
-probabilities are smooth random scores.  ``densecrf``, ``densecrf_torch`` and
-``convcrf`` run with the same kernel widths (pydensecrf's example: θα 80, θβ 13, θγ 3)
-and iterations; the dense CRFs with that example's weights, ``convcrf`` with its own
-defaults.  ``densecrf`` runs once with one
-worker (pydensecrf as it is) and once with one worker per core (as the plugin runs a
-batch).  The last rows are the algorithm of ConvCRF's reference implementation with its
-default window (11) and its demo's (7), re-implemented in ``convcrf_reference.py``.
-The PyTorch CRFs and the reference run interleaved, each keeping its best of
-``--rounds`` (2), so that a shared machine's load falls on all alike.
-OpenMP threads wait passively unless OMP_WAIT_POLICY says otherwise (see below).
-Peak memory is measured in a fresh process per case: the high-water resident set size
-above what the inputs already take (CPU), or torch.cuda.max_memory_allocated (CUDA).
+Every table (sizes 0.1, 0.25 and 1 MP, the three kinds, 5 and 10 iterations, 1 and 2
+threads, 3 rounds) and the stage profiles:
+
+    python benchmarks/crf.py --convcrf-repo ../shared/reference/convcrf
+    python benchmarks/crf.py --convcrf-repo ../shared/reference/convcrf --profile \
+        --sizes 0.25 --threads 1
+
+``benchmarks/crf_results.md`` ran the first in three narrower parts (its commands are
+listed there): --sizes, --unaries, --iterations, --threads, --rounds and --crfs narrow a
+run, --part left|right keeps one half of each photograph.  On a CUDA machine
+``--device cuda --batch 8`` times segkit's two CRFs in batches instead.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import resource
-import subprocess
+import statistics
 import sys
 import time
-from pathlib import Path
 
 # Spinning OpenMP threads wait for cores that other processes hold; on a shared machine
-# that costs densecrf_torch up to ten times its time.  Set before torch starts OpenMP.
+# that costs the PyTorch CRFs up to ten times their time.  Set before torch starts OpenMP.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from convcrf_reference import ReferenceConvCRF
-from PIL import Image
-from rich.console import Console
-from rich.table import Table
+from crf_contenders import PUBLISHED_FILTER_SIZE, contenders, convcrf_repo, segkit_version
+from crf_data import KINDS, example_photos, label_iou, size_of
+from crf_timing import Case, Runs, SideBySide, interleaved, make_photos
 
-import segkit
-
-EXAMPLES = Path(
-    os.environ.get(
-        "SEGKIT_DENSECRF_EXAMPLES",
-        Path(__file__).resolve().parents[2] / "shared" / "data" / "densecrf_examples",
-    )
-)
-MEGAPIXELS = (0.25, 1.0, 4.0)
-#: pydensecrf's example kernel widths, shared by all three post-processors here.
-WIDTHS = {"gaussian_sxy": 3.0, "bilateral_sxy": 80.0, "bilateral_srgb": 13.0}
-#: pydensecrf's example weights, for the two dense CRFs.
-DENSE_WEIGHTS = {"gaussian_compat": 3.0, "bilateral_compat": 10.0}
-#: Label regions below this share of their image are pydensecrf's specks (see
-#: :func:`without_specks`): 0.1%, 188 pixels at 500×375.
-SPECK_FRACTION = 0.001
+PAIRS = [("convcrf", "published ConvCRF"), ("densecrf_torch", "pydensecrf")]
+CLASSES = 21
 
 
-def make_inputs(
-    n: int, classes: int, height: int, width: int, seed: int = 0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """N×C×H×W probabilities and N×3×H×W uint8 images."""
-    probs, images, _ = make_labelled_inputs(n, classes, height, width, seed)
-    return probs, images
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
 
 
-def make_labelled_inputs(
-    n: int, classes: int, height: int, width: int, seed: int = 0, unaries: str = "network"
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Probabilities, images and, with the photographs, their N×H×W labels."""
-    rng = np.random.default_rng(seed)
-    photos = example_photos()
-    images, labels = [], []
-    for i in range(n):
-        if photos:
-            photo = Image.open(photos[i % len(photos)]).convert("RGB")
-            images.append(np.asarray(photo.resize((width, height), Image.BILINEAR)))
-            labels.append(photo_labels(beside(photos[i % len(photos)], "out"), height, width))
-        else:
-            images.append(synthetic_image(rng, height, width))
-    images = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
-    if not labels:
-        coarse = rng.normal(0, 3, (n, classes, height // 16 + 2, width // 16 + 2))
-        scores = F.interpolate(torch.from_numpy(coarse).float(), (height, width), mode="bilinear")
-        return scores.softmax(1), images, None
-    label_tensor = torch.from_numpy(np.stack(labels)).long()
-    noisy = paper_unaries if unaries == "paper" else degrade
-    return noisy(label_tensor, classes, rng), images, label_tensor
-
-
-def example_photos() -> list[Path]:
-    """pydensecrf's example photographs (imN.png), if they are there."""
-    return sorted(EXAMPLES.glob("im*.png")) if EXAMPLES.is_dir() else []
-
-
-def beside(photo: Path, kind: str) -> Path:
-    """The example's file of that kind for a photograph: imN.png → outN.png, annoN.png."""
-    return photo.with_name(photo.name.replace("im", kind, 1))
-
-
-def photo_labels(path: Path, height: int, width: int) -> np.ndarray:
-    """A colour-coded label image as class indices 0, 1, ... (in colour order)."""
-    colours = np.asarray(Image.open(path).convert("RGB").resize((width, height), Image.NEAREST))
-    _, index = np.unique(colours.reshape(-1, 3), axis=0, return_inverse=True)
-    return index.reshape(height, width)
-
-
-def annotation_labels(n: int, height: int, width: int) -> torch.Tensor | None:
-    """The photographs' rough human annotations (annoN.png, beside the outputs) as
-    N×H×W class indices in the labels' colour order, -1 where unmarked (black)."""
-    photos = example_photos()
-    if not photos:
-        return None
-    labels = []
-    for i in range(n):
-        photo = photos[i % len(photos)]
-        outputs = np.asarray(Image.open(beside(photo, "out")).convert("RGB"))
-        palette = np.unique(outputs.reshape(-1, 3), axis=0)
-        marks = Image.open(beside(photo, "anno")).convert("RGB")
-        colours = np.asarray(marks.resize((width, height), Image.NEAREST)).reshape(-1, 1, 3)
-        matches = (colours == palette[None]).all(-1)
-        index = np.where(matches.any(1), matches.argmax(1), -1)
-        index[~colours.reshape(-1, 3).any(1)] = -1
-        labels.append(index.reshape(height, width))
-    return torch.from_numpy(np.stack(labels)).long()
-
-
-def degrade(
-    labels: torch.Tensor, classes: int, rng: np.random.Generator, stride: int = 8
-) -> torch.Tensor:
-    """Probabilities a stride-``stride`` network might give for ``labels``: block-averaged
-    one-hot scores, scaled by 2.5, plus unit Gaussian noise on the coarse grid, upsampled.
-    Classes absent from an image score 4 lower: a network rarely confuses a photo's
-    objects with every other class at once."""
-    height, width = labels.shape[-2:]
-    onehot = F.one_hot(labels, classes).permute(0, 3, 1, 2).float()
-    coarse = F.adaptive_avg_pool2d(onehot, (height // stride, width // stride))
-    present = onehot.amax((2, 3), keepdim=True)
-    noise = torch.from_numpy(rng.normal(0, 1, coarse.shape)).float()
-    coarse = 2.5 * coarse + noise - 4 * (1 - present)
-    return F.interpolate(coarse, (height, width), mode="bilinear").softmax(1)
-
-
-def paper_unaries(
-    labels: torch.Tensor, classes: int, rng: np.random.Generator, stride: int = 8, keep: float = 0.8
-) -> torch.Tensor:
-    """The ConvCRF paper's synthetic unaries: one-hot labels averaged over stride×stride
-    blocks and a mask keeping each block with probability ``keep``, else a random class's
-    one-hot; the three upsampled bilinearly and mixed by the mask.  Already probabilities
-    (they sum to 1), with no softmax."""
-    height, width = labels.shape[-2:]
-    coarse_size = (height // stride, width // stride)
-    onehot = F.one_hot(labels, classes).permute(0, 3, 1, 2).float()
-    coarse = F.adaptive_avg_pool2d(onehot, coarse_size)
-    random_class = torch.from_numpy(rng.integers(0, classes, (len(labels), *coarse_size)))
-    noise = F.one_hot(random_class, classes).permute(0, 3, 1, 2).float()
-    kept = torch.from_numpy(rng.random((len(labels), 1, *coarse_size)) < keep).float()
-    coarse, noise, kept = (
-        F.interpolate(x, (height, width), mode="bilinear") for x in (coarse, noise, kept)
-    )
-    return kept * coarse + (1 - kept) * noise
-
-
-def mean_iou(probs: torch.Tensor, labels: torch.Tensor) -> float:
-    """The IoU of each class present in the labels, accumulated over all the images (as
-    PASCAL VOC's mIoU), averaged over those classes.  Labels below 0 are ignored."""
-    classes = probs.shape[1]
-    counted = labels >= 0
-    pairs = labels[counted] * classes + probs.argmax(1)[counted]
-    confusion = torch.bincount(pairs, minlength=classes * classes).view(classes, classes)
-    intersection = confusion.diag().double()
-    union = confusion.sum(0) + confusion.sum(1) - intersection
-    present = confusion.sum(1) > 0
-    return float((intersection[present] / union[present]).mean())
-
-
-def without_specks(labels: torch.Tensor, fraction: float = SPECK_FRACTION) -> torch.Tensor:
-    """The labels with every pixel of a region smaller than ``fraction`` of its image set
-    to -1 (ignored): pydensecrf's outputs are strewn with such fragments (reflections in
-    the water labelled goose, blades of grass labelled bench) that no annotator would
-    draw and that only a CRF with pydensecrf's own long-range kernel reproduces."""
-    sizes = torch.from_numpy(np.stack([region_sizes(image.numpy()) for image in labels]))
-    return labels.masked_fill(sizes < fraction * labels[0].numel(), -1)
-
-
-def region_sizes(labels: np.ndarray) -> np.ndarray:
-    """For each pixel of an H×W label image, the size of its region: the 8-connected
-    pixels of its class.  Union-find over the runs of equal labels in each row."""
-    parent: list[int] = []
-    run_size: list[int] = []
-
-    def root(run: int) -> int:
-        while parent[run] != run:
-            parent[run] = parent[parent[run]]
-            run = parent[run]
-        return run
-
-    rows = []  # per row: (start, end, label, run index) of each run
-    for y, row in enumerate(labels):
-        breaks = np.flatnonzero(np.diff(row)) + 1
-        starts = np.concatenate(([0], breaks))
-        ends = np.concatenate((breaks, [len(row)]))
-        runs = []
-        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-            index = len(parent)
-            parent.append(index)
-            run_size.append(end - start)
-            runs.append((start, end, row[start], index))
-            # 8-connected: a run above touches this one if it reaches a column within one
-            for above_start, above_end, label, above in rows[y - 1] if y else []:
-                if label == row[start] and above_start <= end and start <= above_end:
-                    parent[root(above)] = root(index)
-        rows.append(runs)
-    region_size = np.zeros(len(parent), dtype=np.int64)
-    roots = [root(run) for run in range(len(parent))]
-    np.add.at(region_size, roots, run_size)
-    sizes = np.empty(labels.shape, dtype=np.int64)
-    for y, runs in enumerate(rows):
-        for start, end, _, index in runs:
-            sizes[y, start:end] = region_size[roots[index]]
-    return sizes
-
-
-def spurious_share(probs: torch.Tensor, labels: torch.Tensor) -> float:
-    """The share of pixels given a class that is absent from their image's labels."""
-    predicted = probs.argmax(1)
-    absent = [~torch.isin(p, truth.unique()) for p, truth in zip(predicted, labels, strict=True)]
-    return float(torch.stack(absent).float().mean())
-
-
-def synthetic_image(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    image = np.empty((height, width, 3))
-    image[:] = rng.integers(0, 256, 3)
-    ys, xs = np.mgrid[:height, :width]
-    for _ in range(6):
-        cy, cx, r = rng.integers(0, height), rng.integers(0, width), rng.integers(10, height // 2)
-        image[(ys - cy) ** 2 + (xs - cx) ** 2 < r**2] = rng.integers(0, 256, 3)
-    return np.clip(image + rng.normal(0, 6, image.shape), 0, 255).astype(np.uint8)
-
-
-def size_of(megapixels: float) -> tuple[int, int]:
-    """Height and width of a 4:3 image with about this many megapixels."""
-    width = round((megapixels * 1e6 * 4 / 3) ** 0.5)
-    return round(width * 3 / 4), width
-
-
-def timed(postprocessor, probs, images, batch: int, device: str) -> tuple[float, torch.Tensor]:
-    outputs = []
-    start = time.perf_counter()
-    for i in range(0, len(probs), batch):
-        outputs.append(postprocessor(probs[i : i + batch], images[i : i + batch]).cpu())
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / len(probs), torch.cat(outputs)
-
-
-def run_timing(args: argparse.Namespace, console: Console) -> None:
-    height, width = args.height, args.width
-    probs, images, labels = make_labelled_inputs(
-        args.images, args.classes, height, width, unaries=args.unaries
-    )
-    dense = {"iterations": args.iterations, **WIDTHS, **DENSE_WEIGHTS}
-    torch_crf = segkit.build_postprocessor("densecrf_torch", device=args.device, **dense)
-    conv_crf = segkit.build_postprocessor(
-        "convcrf", device=args.device, iterations=args.iterations, **WIDTHS
-    )
-    rows = [("unaries", "—", "—", args.images, None, probs)]
-    reference = None
-    if not args.skip_pydensecrf:
-        serial = segkit.build_postprocessor("densecrf", workers=1, **dense)
-        seconds, reference = timed(serial, probs, images, 1, "cpu")
-        rows.append(("densecrf", "1 process", "cpu", 1, seconds, reference))
-        parallel = segkit.build_postprocessor("densecrf", **dense)
-        timed(parallel, probs[:2], images[:2], 2, "cpu")  # starts the worker processes
-        workers = min(args.batch_cpu, len(probs))
-        seconds, out = timed(parallel, probs, images, workers, "cpu")
-        rows.append(("densecrf", "a process per core", "cpu", workers, seconds, out))
-    on_device_probs = probs.to(args.device)
-    on_device_images = images.to(args.device)
-    threads = f"{torch.get_num_threads()} threads" if args.device == "cpu" else "GPU"
-    for name, crf in (("densecrf_torch", torch_crf), ("convcrf", conv_crf)):
-        start = time.perf_counter()
-        crf(on_device_probs[:1], on_device_images[:1]).cpu()
-        first = time.perf_counter() - start
-        rows.append((name, f"first call, {threads}", args.device, 1, first, None))
-    # one at a time and in batches, the PyTorch CRFs interleaved so that a shared
-    # machine's load falls on all alike, each its best of --rounds
-    segkit_crfs = [("densecrf_torch", threads, torch_crf), ("convcrf", threads, conv_crf)]
-    # the reference implementation refines one image at a time: timed in batches of 1 only
-    references = [
-        ("ConvCRF reference", how, ReferenceConvCRF(filter_size=window, iterations=args.iterations))
-        for window, how in ((11, "window 11 (its default)"), (7, "window 7 (its demo)"))
-    ]
-    for batch in sorted({1, args.batch}):
-        runs = segkit_crfs + (references if batch == 1 else [])
-        best: dict[int, tuple[float, torch.Tensor]] = {}
-        for _ in range(args.rounds):
-            for index, (_, _, crf) in enumerate(runs):
-                seconds, out = timed(crf, on_device_probs, on_device_images, batch, args.device)
-                if index not in best or seconds < best[index][0]:
-                    best[index] = (seconds, out)
-        for index, (name, how, _) in enumerate(runs):
-            rows.append((name, how, args.device, batch, *best[index]))
-
+def machine_line() -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    table = Table(
-        title=f"CRFs, {width}×{height}, {args.classes} classes, {args.iterations} iterations, "
-        f"{args.images} images (OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
-        f"load {load:.1f} on {os.cpu_count()} cores)"
+    return (
+        f"{segkit_version()}, torch {torch.__version__}, {cpu_model()}, "
+        f"{os.cpu_count()} cores, load {load:.1f} at the start"
     )
-    columns = ["post-processor", "how", "device", "batch", "s / image", "× pydensecrf"]
-    columns += ["× densecrf_torch", "same label as pydensecrf", "mIoU", "gain"]
-    columns += ["gain, specks ignored", "gain, human marks", "spurious"]
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("post-processor", "how") else "right")
-    base = rows[1][4] if reference is not None else None
-    torch_times = {r[3]: r[4] for r in rows if r[0] == "densecrf_torch" and "first" not in r[1]}
-    unary_iou = mean_iou(probs, labels) if labels is not None else None
-    if labels is not None:
-        speckless = without_specks(labels)
-        annotated = annotation_labels(args.images, height, width)
-        unary_speckless_iou = mean_iou(probs, speckless)
-        unary_annotated_iou = mean_iou(probs, annotated)
-    for name, how, device, batch, seconds, out in rows:
-        ratio = f"{seconds / base:.2f}" if base and seconds else "—"
-        torch_ratio = "—"
-        if seconds and "first" not in how and batch in torch_times:
-            torch_ratio = f"{seconds / torch_times[batch]:.2f}"
-        same = "—"
-        if reference is not None and out is not None and name != "unaries":
-            same = f"{100 * float((out.argmax(1) == reference.argmax(1)).float().mean()):.2f}%"
-        miou = gain = speckless_gain = annotated_gain = spurious = "—"
-        if unary_iou is not None and out is not None:
-            value = mean_iou(out, labels)
-            miou, gain = f"{value:.4f}", f"{value - unary_iou:+.4f}"
-            speckless_gain = f"{mean_iou(out, speckless) - unary_speckless_iou:+.4f}"
-            annotated_gain = f"{mean_iou(out, annotated) - unary_annotated_iou:+.4f}"
-            spurious = f"{100 * spurious_share(out, labels):.3f}%"
-        time_text = f"{seconds:.3f}" if seconds else "—"
-        table.add_row(
-            *(name, how, device, str(batch), time_text, ratio, torch_ratio, same),
-            *(miou, gain, speckless_gain, annotated_gain, spurious),
+
+
+def paired_ratio(runs: Runs, a: str, b: str) -> float | None:
+    if a not in runs.seconds or b not in runs.seconds:
+        return None
+    return statistics.median(
+        x[0] / y[0] for x, y in zip(runs.seconds[a], runs.seconds[b], strict=True)
+    )
+
+
+def report(case: Case, iterations: int, threads: int, runs: Runs, photos, crfs) -> dict:
+    """One markdown table of the CRFs on one case; returns the acceptance figures."""
+    truth = torch.stack([photo.labels for photo in photos])
+    marks = torch.stack([photo.marks for photo in photos])
+    reference = runs.labels.get("pydensecrf")
+    reference = torch.stack(reference).long() if reference else None
+    height, width = truth.shape[-2:]
+    how = "side by side, one thread each" if threads == 1 else f"interleaved, {threads} threads"
+    print(
+        f"\n#### {width}×{height} ({case.megapixels:g} MP"
+        f"{'' if case.part == 'whole' else ', ' + case.part + ' halves'}), {case.kind} unaries, "
+        f"{iterations} iterations, {how}, {len(photos)} photographs × "
+        f"{len(next(iter(runs.seconds.values()))) // len(photos)} rounds\n"
+    )
+    print(
+        "| CRF | what ran | s / image (median, min–max) | CPU s | mIoU labels "
+        "| mIoU pydensecrf | same as pydensecrf | mIoU marks |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    figures = {}
+    for name, seconds in runs.seconds.items():
+        walls = [wall for wall, _ in seconds]
+        cpu = statistics.median(c for _, c in seconds)
+        labels = torch.stack(runs.labels[name]).long()
+        miou = label_iou(labels, truth, CLASSES)
+        versus = same = "—"
+        if reference is not None:
+            versus = f"{label_iou(labels, reference, CLASSES):.4f}"
+            same = f"{100 * float((labels == reference).float().mean()):.2f}%"
+        print(
+            f"| {name} | {crfs[name].label} | {statistics.median(walls):.3f} "
+            f"({min(walls):.3f}–{max(walls):.3f}) | {cpu:.3f} | {miou:.4f} | {versus} | {same} "
+            f"| {label_iou(labels, marks, CLASSES):.4f} |"
         )
-    console.print(table)
+        figures[name] = (statistics.median(walls), miou, same)
+    key = (case.megapixels, case.kind, iterations, threads)
+    return {"key": key, "figures": figures, "ratios": [paired_ratio(runs, *p) for p in PAIRS]}
 
 
-def measure_peak(args: argparse.Namespace) -> None:
-    """In this fresh process: refine one image once and print the peak memory as JSON."""
-    if args.measure == "densecrf":
-        args.device = "cpu"
-    height, width = size_of(args.measure_megapixels)
-    probs, images = make_inputs(1, args.classes, height, width)
-    params = {"iterations": args.iterations, **WIDTHS}
-    if args.measure != "convcrf":
-        params.update(DENSE_WEIGHTS)
-    if args.measure == "densecrf":
-        params["workers"] = 1
-    else:
-        params["device"] = args.device
-    postprocessor = segkit.build_postprocessor(args.measure, **params)
-    # a tiny first call pages in the libraries' code, which is no part of the peak
-    tiny_probs, tiny_images = make_inputs(1, args.classes, 24, 32, seed=1)
-    postprocessor(tiny_probs.to(args.device), tiny_images.to(args.device))
-    if args.device == "cuda" and args.measure != "densecrf":
-        probs, images = probs.cuda(), images.cuda()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        postprocessor(probs, images)
-        torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated() - base
-    else:
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        postprocessor(probs, images)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
-    print(json.dumps({"height": height, "width": width, "peak": peak}))
-
-
-def run_memory(args: argparse.Namespace, console: Console) -> None:
-    table = Table(title=f"peak memory above the inputs, {args.classes} classes, one image")
-    for column in ("post-processor", "device", "megapixels", "size", "peak", "bytes / pixel"):
-        table.add_column(
-            column, justify="left" if column in ("post-processor", "device") else "right"
+def summary(results: list[dict]) -> None:
+    print("\n### Summary: paired time ratios and mIoU differences\n")
+    print(
+        "| MP | unaries | iterations | threads | convcrf ÷ published time | convcrf − published "
+        "mIoU | densecrf_torch ÷ pydensecrf time | same labels |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for result in results:
+        figures = result["figures"]
+        conv, dense = result["ratios"]
+        gap = "—"
+        if "published ConvCRF" in figures:
+            gap = f"{figures['convcrf'][1] - figures['published ConvCRF'][1]:+.4f}"
+        size, kind, iterations, threads = result["key"]
+        same = figures["densecrf_torch"][2] if "densecrf_torch" in figures else "—"
+        print(
+            f"| {size:g} | {kind} | {iterations} | {threads} | "
+            f"{'—' if conv is None else f'{conv:.2f}'} | {gap} | "
+            f"{'—' if dense is None else f'{dense:.2f}'} | {same} |"
         )
-    plugins = ["densecrf_torch", "convcrf"] + ([] if args.skip_pydensecrf else ["densecrf"])
-    for name in plugins:
-        device = args.device if name != "densecrf" else "cpu"
-        for megapixels in MEGAPIXELS:
-            command = [
-                sys.executable,
-                __file__,
-                "--measure",
-                name,
-                "--measure-megapixels",
-                str(megapixels),
-                "--device",
-                device,
-                "--classes",
-                str(args.classes),
-                "--iterations",
-                str(args.iterations),
-            ]
-            done = subprocess.run(command, capture_output=True, text=True)
-            if done.returncode != 0:
-                table.add_row(name, device, f"{megapixels:g}", "—", "failed", done.stderr[-80:])
-                continue
-            result = json.loads(done.stdout.strip().splitlines()[-1])
-            pixels = result["height"] * result["width"]
-            table.add_row(
-                name,
-                device,
-                f"{megapixels:g}",
-                f"{result['width']}×{result['height']}",
-                f"{result['peak'] / 2**20:.0f} MiB",
-                f"{result['peak'] / pixels:.0f}",
-            )
-    console.print(table)
+
+
+def run_cpu(args: argparse.Namespace, repo) -> None:
+    crfs = contenders(repo)
+    if args.crfs:
+        crfs = {name: crf for name, crf in crfs.items() if name in args.crfs}
+    pairs = [pair for pair in PAIRS if all(name in crfs for name in pair)]
+    pairs += [(name, None) for name in crfs if not any(name in pair for pair in pairs)]
+    kinds = [kind for kind in args.unaries if kind != "demo" or make_demo_possible(repo)]
+    results = []
+    side = SideBySide(repo) if 1 in args.threads else None
+    try:
+        for megapixels in args.sizes:
+            for kind in kinds:
+                case = Case(megapixels, kind, args.seed, args.part)
+                photos = make_photos(case, repo)
+                for iterations in args.iterations:
+                    for threads in args.threads:
+                        if threads == 1:
+                            runs = side.run(
+                                case, [p for p in pairs if p[1]], iterations, args.rounds
+                            )
+                            single = [name for name, other in pairs if other is None]
+                            if single:
+                                torch.set_num_threads(1)
+                                extra = interleaved(
+                                    {n: crfs[n] for n in single}, photos, iterations, args.rounds
+                                )
+                                runs.seconds.update(extra.seconds)
+                                runs.labels.update(extra.labels)
+                        else:
+                            torch.set_num_threads(threads)
+                            runs = interleaved(crfs, photos, iterations, args.rounds)
+                        results.append(report(case, iterations, threads, runs, photos, crfs))
+                        sys.stdout.flush()
+    finally:
+        if side is not None:
+            side.close()
+    summary(results)
+
+
+def make_demo_possible(repo) -> bool:
+    if repo is None:
+        print("note: the demo's unaries need the published ConvCRF (--convcrf-repo): skipped")
+        return False
+    try:
+        import skimage  # noqa: F401
+    except ImportError:
+        print("note: the demo's unaries need scikit-image: skipped")
+        return False
+    return True
+
+
+STAGES = {
+    "densecrf_torch": [
+        "lattice build",
+        "lattice splat",
+        "lattice blur",
+        "lattice slice",
+        "compatibility",
+        "softmax",
+    ],
+    "convcrf": ["window weights", "pool", "window product", "upsampling", "softmax"],
+}
+
+
+def run_profile(args: argparse.Namespace, repo) -> None:
+    """Where the time of each segkit CRF goes, by stage (the record_function labels of
+    its code), with torch.profiler; "other" is the rest: input checks, the unaries,
+    memory layouts."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.set_num_threads(args.threads[0])
+    photo = make_photos(Case(args.sizes[0], args.unaries[0], args.seed), repo)[0]
+    crfs = contenders(repo)
+    iterations = args.iterations[-1]
+    for name, stages in STAGES.items():
+        prepared = crfs[name].prepare(photo)
+        crfs[name].run(prepared, iterations)
+        with profile(activities=[ProfilerActivity.CPU]) as profiler:
+            start, cpu = time.perf_counter(), time.process_time()
+            crfs[name].run(prepared, iterations)
+            total, cpu = time.perf_counter() - start, time.process_time() - cpu
+        found = {event.key: event.cpu_time_total / 1e6 for event in profiler.key_averages()}
+        seconds = {stage: found.get(stage, 0.0) for stage in stages}
+        seconds["other"] = max(total - sum(seconds.values()), 0.0)
+        height, width = photo.labels.shape
+        print(
+            f"\n#### {name}: {width}×{height}, {args.unaries[0]} unaries, {iterations} "
+            f"iterations, {args.threads[0]} thread(s): {total:.3f} s under the profiler "
+            f"({cpu:.3f} CPU s)\n"
+        )
+        print("| stage | s | share |\n|---|---|---|")
+        for stage, value in seconds.items():
+            print(f"| {stage} | {value:.3f} | {100 * value / total:.0f}% |")
+
+
+def run_cuda(args: argparse.Namespace, repo) -> None:
+    """segkit's two CRFs on batches of the photographs, on the GPU."""
+    for megapixels in args.sizes:
+        photos = make_photos(Case(megapixels, "network", args.seed), repo)
+        batch = [photos[i % len(photos)] for i in range(args.batch)]
+        probs = torch.cat([p.probs for p in batch]).cuda()
+        images = torch.cat([p.image for p in batch]).cuda()
+        for iterations in args.iterations:
+            for name in ("convcrf", "densecrf_torch"):
+                settings = {} if name == "convcrf" else contenders(None)[name].settings
+                crf = __import__("segkit").build_postprocessor(
+                    name, device="cuda", iterations=iterations, **settings
+                )
+                crf(probs, images)
+                torch.cuda.synchronize()
+                start = time.perf_counter()
+                crf(probs, images)
+                torch.cuda.synchronize()
+                seconds = (time.perf_counter() - start) / args.batch
+                height, width = probs.shape[-2:]
+                print(
+                    f"{name}: {width}×{height}, {iterations} iterations, batch "
+                    f"{args.batch}: {seconds:.4f} s / image"
+                )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--convcrf-repo",
+        help="folder of the published ConvCRF code "
+        "(default: $SEGKIT_CONVCRF_REPO; none: its rows are skipped)",
+    )
+    floats = lambda text: [float(v) for v in text.split(",")]  # noqa: E731
+    ints = lambda text: [int(v) for v in text.split(",")]  # noqa: E731
+    parser.add_argument("--sizes", type=floats, default=[0.1, 0.25, 1.0], help="megapixels")
+    parser.add_argument("--unaries", type=lambda t: t.split(","), default=list(KINDS))
+    parser.add_argument("--iterations", type=ints, default=[5, 10])
+    parser.add_argument("--threads", type=ints, default=[1, 2])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0, help="of the unaries' noise")
+    parser.add_argument(
+        "--part",
+        choices=["whole", "left", "right"],
+        default="whole",
+        help="the photographs whole or one half (convcrf's defaults were tuned on the left)",
+    )
+    parser.add_argument("--crfs", type=lambda t: t.split(","), help="only these CRFs")
+    parser.add_argument("--profile", action="store_true", help="stages of segkit's CRFs")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument(
-        "--batch",
-        type=int,
-        default=8,
-        help="densecrf_torch and convcrf images per call, besides one at a time (default 8)",
-    )
-    parser.add_argument(
-        "--batch-cpu",
-        type=int,
-        default=8,
-        help="densecrf images per call when run with a process per core",
-    )
-    parser.add_argument("--images", type=int, default=8, help="images timed")
-    parser.add_argument(
-        "--rounds", type=int, default=2, help="interleaved rounds; each keeps its best"
-    )
-    parser.add_argument("--classes", type=int, default=21)
-    parser.add_argument("--iterations", type=int, default=10)
-    parser.add_argument(
-        "--unaries",
-        choices=["network", "paper"],
-        default="network",
-        help="how the photographs' labels are degraded (see above; default network)",
-    )
-    parser.add_argument("--size", default="500x375", help="WIDTHxHEIGHT")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--memory", action="store_true", help="also measure peak memory")
-    parser.add_argument("--memory-only", action="store_true", help="only measure peak memory")
-    parser.add_argument("--skip-pydensecrf", action="store_true")
-    parser.add_argument("--measure", help=argparse.SUPPRESS)
-    parser.add_argument("--measure-megapixels", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, default=8, help="images per call on CUDA")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.measure:
-        measure_peak(args)
-        return
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: CUDA is not available here")
-    args.width, args.height = (int(v) for v in args.size.lower().split("x"))
-    console = Console(width=max(180, Console().width))
-    if not args.memory_only:
-        run_timing(args, console)
-    if args.memory or args.memory_only:
-        run_memory(args, console)
+    if not example_photos():
+        parser.error("the example photographs are missing: set SEGKIT_DENSECRF_EXAMPLES")
+    if bad := [k for k in args.unaries if k not in KINDS]:
+        parser.error(f"--unaries: unknown kind {bad[0]!r}; choose from {', '.join(KINDS)}")
+    repo = convcrf_repo(args.convcrf_repo)
+    if args.convcrf_repo and repo is None:
+        parser.error(f"--convcrf-repo {args.convcrf_repo}: no convcrf/convcrf.py there")
+    print(
+        f"# CRFs beside the published codes\n\n{machine_line()}; sizes "
+        f"{', '.join('{1}×{0}'.format(*size_of(m)) for m in args.sizes)}; {CLASSES} classes"
+    )
+    if repo is None:
+        print(
+            "\nnote: no published ConvCRF (--convcrf-repo or SEGKIT_CONVCRF_REPO): its "
+            "rows are skipped"
+        )
+    else:
+        print(f"\npublished ConvCRF from {repo}, filter_size {PUBLISHED_FILTER_SIZE}")
+    if args.device == "cuda":
+        if not torch.cuda.is_available():
+            parser.error("--device cuda: CUDA is not available here")
+        run_cuda(args, repo)
+    elif args.profile:
+        run_profile(args, repo)
+    else:
+        run_cpu(args, repo)
 
 
 if __name__ == "__main__":

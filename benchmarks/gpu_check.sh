@@ -4,8 +4,8 @@
 #
 #     bash benchmarks/gpu_check.sh OUT_DIR
 #
-# 1. benchmarks/crf.py on the GPU: densecrf_torch and convcrf, a batch of 8 at
-#    500x375, 21 classes, 10 iterations;
+# 1. benchmarks/crf.py on the GPU: densecrf_torch and convcrf, batches of 8 of the
+#    example photographs at 0.25 and 1 megapixels, 21 classes, 5 and 10 iterations;
 # 2. benchmarks/training_paths.py on the GPU: float32, channels_last, float16 AMP,
 #    torch.compile, and the crf_rnn model in float32 and AMP;
 # 3. the quickstart, `segkit run configs/deeplab_crf.toml`, as a user runs it.
@@ -23,7 +23,7 @@ python=${PYTHON:-python3}
     tee "$out/machine.txt"
 
 echo "== benchmarks/crf.py"
-"$python" benchmarks/crf.py --device cuda --batch 8 --iterations 10 --skip-pydensecrf \
+"$python" benchmarks/crf.py --device cuda --batch 8 --sizes 0.25,1 --iterations 5,10 \
     2>&1 | tee "$out/crf.txt"
 
 echo "== benchmarks/training_paths.py"

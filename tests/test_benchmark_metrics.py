@@ -1,4 +1,5 @@
-"""The accuracy measures of ``benchmarks/crf.py`` against plain reference versions."""
+"""The accuracy measures of ``benchmarks/crf.py`` (``crf_data.py``) against plain reference
+versions."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def crf_benchmark():
     environment = dict(os.environ)  # the benchmark sets OMP_WAIT_POLICY for its own runs
     sys.path.insert(0, str(BENCHMARKS))
     try:
-        yield importlib.import_module("crf")
+        yield importlib.import_module("crf_data")
     finally:
         sys.path.remove(str(BENCHMARKS))
         os.environ.clear()

@@ -17,7 +17,7 @@ Two post-processors share this energy and these parameters:
 - ``densecrf`` runs pydensecrf (the authors' C++ code); the images of a batch are
   refined in parallel worker processes, because pydensecrf holds the GIL.
 - ``densecrf_torch`` runs the same lattice in PyTorch: splatting, blurring and slicing
-  are sparse matrix products built once per image, the whole batch is filtered at
+  are weighted gathers over a lattice built once per image, the whole batch is filtered at
   once, on the CPU or on CUDA, and the result is differentiable with respect to the
   unaries (:func:`dense_crf`), so the CRF can be trained end to end.
 

@@ -39,9 +39,12 @@ from segkit_plugins.crf.params import (
     CRFParams,
     check_device,
     compute_device,
+    softmax_rows_,
 )
 from segkit_plugins.crf.upsampling import edge_aware_upsampling
+from segkit_plugins.crf.window import WindowProduct, window_offsets
 from torch import Tensor, nn
+from torch.profiler import record_function
 
 from segkit import DataError, check_postprocess_inputs
 
@@ -140,15 +143,25 @@ def conv_crf(unary: Tensor, images: Tensor, params: ConvCRFParams | None = None)
     if params.iterations == 0:
         return torch.softmax(-unary, 1)
     # pixels as rows, classes as columns: softmax, messages and upsampling run along rows
-    neg_unary = -unary.permute(0, 2, 3, 1).reshape(-1, classes)
-    messages = ConvMessages(images, params, dtype=unary.dtype)
+    # rows whole in memory (of one image the permuted view has its classes H·W apart)
+    neg_unary = -unary.permute(0, 2, 3, 1).reshape(-1, classes).contiguous()
+    with record_function("window weights"):
+        messages = ConvMessages(images, params, dtype=unary.dtype)
     kernel = messages.kernel(unary.new_tensor([params.gaussian_compat, params.bilateral_compat]))
+    grad = torch.is_grad_enabled() and neg_unary.requires_grad
+    # without autograd, and with messages that cannot be negative, each row's logits have
+    # a maximum of at least 0 once the unaries are shifted so: a faster softmax applies
+    in_place = not grad and params.gaussian_compat >= 0 and params.bilateral_compat >= 0
+    if in_place:
+        neg_unary = neg_unary - neg_unary.amax(1, keepdim=True)
     q = torch.softmax(neg_unary, 1)
-    grad = torch.is_grad_enabled() and q.requires_grad
     for _ in range(params.iterations):
         logits = messages(q, kernel)
-        logits = logits + neg_unary if grad else logits.add_(neg_unary)
-        q = torch.softmax(logits, 1)
+        if not in_place:
+            q = torch.softmax(logits + neg_unary if grad else logits.add_(neg_unary), 1)
+            continue
+        with record_function("softmax"):
+            q = softmax_rows_(logits.add_(neg_unary))
     # channels-last memory, as computed: a copy into the usual layout would cost a pass
     return q.view(n, height, width, classes).permute(0, 3, 1, 2)
 
@@ -232,14 +245,17 @@ class ConvMessages:
         classes = q.shape[1]
         pixels = q.view(n, height, width, classes).permute(0, 3, 1, 2)
         # N×C×h×w: each offset's weight map broadcasts over the classes along whole rows
-        coarse = self._pool(pixels).contiguous()
+        with record_function("pool"):
+            coarse = self._pool(pixels).contiguous()
         # the kernel is zero where a neighbour falls outside, so zero padding is exact
         padded = self._padded(coarse)
-        message = WindowProduct.apply(padded, kernel, self.offsets(), self.window // 2)
+        with record_function("window product"):
+            message = WindowProduct.apply(padded, kernel, self.offsets(), self.window // 2)
         message = message.permute(0, 2, 3, 1).reshape(-1, classes).contiguous()
         if self.upsampling is None:
             return message
-        return self.upsampling(message)
+        with record_function("upsampling"):
+            return self.upsampling(message)
 
     def _pool(self, x: Tensor) -> Tensor:
         """The mean of each downsample×downsample block (of its pixels inside the image)."""
@@ -280,61 +296,6 @@ class ConvMessages:
         for dy, columns, rows, _ in self._window_rows():
             neighbour_scale = _offset_major(self._row(padded_scale, dy)[:, 0], columns)
             kernel[rows] *= neighbour_scale.mul_(scale)
-
-
-class WindowProduct(torch.autograd.Function):
-    """Σ_o kernel[o] · (q shifted by offset o), of a zero-padded N×C×h×w ``padded`` q and
-    (offsets)×N×1×h×w weight maps, computed in place; its backward does the same in
-    place, where autograd through the shifted views would allocate a padded gradient
-    for each offset."""
-
-    @staticmethod
-    def forward(
-        ctx, padded: Tensor, kernel: Tensor, offsets: list[tuple[int, int]], half: int
-    ) -> Tensor:
-        ctx.save_for_backward(padded, kernel)
-        ctx.offsets, ctx.half = offsets, half
-        height, width = padded.shape[-2] - 2 * half, padded.shape[-1] - 2 * half
-        message = padded.new_zeros(*padded.shape[:2], height, width)
-        for index, (dy, dx) in enumerate(offsets):
-            neighbour = padded[..., half + dy : half + dy + height, half + dx : half + dx + width]
-            message.addcmul_(kernel[index], neighbour)
-        return message
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
-        padded, kernel = ctx.saved_tensors
-        half = ctx.half
-        height, width = grad.shape[-2:]
-        grad_padded = torch.zeros_like(padded) if ctx.needs_input_grad[0] else None
-        grad_kernel = torch.empty_like(kernel) if ctx.needs_input_grad[1] else None
-        for index, (dy, dx) in enumerate(ctx.offsets):
-            rows = slice(half + dy, half + dy + height)
-            cols = slice(half + dx, half + dx + width)
-            if grad_padded is not None:
-                grad_padded[..., rows, cols].addcmul_(kernel[index], grad)
-            if grad_kernel is not None:
-                torch.sum(grad * padded[..., rows, cols], 1, keepdim=True, out=grad_kernel[index])
-        return grad_padded, grad_kernel, None, None
-
-
-def window_offsets(window: int, dense_radius: int) -> list[tuple[int, int, float]]:
-    """The offsets (dy, dx) of a window that pass messages, row-major, and how many
-    offsets each stands for: every offset within ``dense_radius`` cells of the centre
-    (in both directions) for itself; beyond, those at even dy and dx, each for the four
-    of its 2×2 block.  Most of a window lies in its outer ring, where the kernels
-    change slowly: sampling it costs half the products for the same reach."""
-    half = window // 2
-    offsets = []
-    for dy in range(-half, half + 1):
-        for dx in range(-half, half + 1):
-            if (dy, dx) == (0, 0):
-                continue
-            if max(abs(dy), abs(dx)) <= dense_radius:
-                offsets.append((dy, dx, 1.0))
-            elif dy % 2 == 0 and dx % 2 == 0:
-                offsets.append((dy, dx, 4.0))
-    return offsets
 
 
 def _offset_major(row: Tensor, columns: list[int]) -> Tensor:

@@ -93,8 +93,8 @@ class CRFLayer(nn.Module):
         if warming_up or self.iterations == 0:
             return scores
         # The CRF computes in float32 (float64 for gradient checks), also under autocast:
-        # the lattice's sparse products have no half-precision kernels, and the exp of
-        # the kernels would lose the small weights that make up most of a message.
+        # the exp of the kernels, and the lattice's sums of many small weights, would
+        # lose in half precision the small weights that make up most of a message.
         dtype = torch.float64 if scores.dtype == torch.float64 else torch.float32
         with torch.autocast(scores.device.type, enabled=False):
             unary = scores.to(dtype)

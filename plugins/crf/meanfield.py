@@ -1,17 +1,22 @@
 """``densecrf_torch``: mean-field inference in PyTorch on the permutohedral lattice.
 
-The lattice's splatting, blurring and slicing are sparse matrix products built once
-per image (:mod:`segkit_plugins.crf.lattice`); the batch runs on the CPU or on CUDA,
-and the result is differentiable with respect to the unaries (:func:`dense_crf`).
+The lattice's splatting, blurring and slicing are weighted gathers built once per
+image (:mod:`segkit_plugins.crf.lattice`); the batch runs on the CPU or on CUDA, and
+the result is differentiable with respect to the unaries (:func:`dense_crf`).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import torch
-from segkit_plugins.crf.lattice import FilterFunction, bilateral_filter, spatial_filter
+from segkit_plugins.crf.lattice import (
+    FilterFunction,
+    Gather,
+    LatticeFilter,
+    bilateral_filter,
+    spatial_filter,
+)
 from segkit_plugins.crf.layer import CRFLayer
 from segkit_plugins.crf.params import (
     _DEFAULTS,
@@ -19,8 +24,10 @@ from segkit_plugins.crf.params import (
     CRFParams,
     check_device,
     compute_device,
+    softmax_rows_,
 )
 from torch import Tensor, nn
+from torch.profiler import record_function
 
 from segkit import DataError, check_postprocess_inputs
 
@@ -65,7 +72,11 @@ class TorchDenseCRF:
             )
             for i in range(0, n, chunk)
         ]
-        return torch.cat(refined).to(probs.device, probs.dtype)
+        # one image stays in the rows' channels-last layout, as convcrf returns it (but
+        # autograd's softmax wants its gradient in the usual layout)
+        out = refined[0] if len(refined) == 1 else torch.cat(refined)
+        out = out.contiguous() if out.requires_grad else out
+        return out.to(probs.device, probs.dtype)
 
     def layer(
         self,
@@ -96,7 +107,7 @@ def estimate_torch_memory(
 
     Per pixel: seven N×C buffers of the mean-field update, plus one per ``iterations``
     when autograd keeps each update's Q; the lattice construction (six vertices of
-    about 80 bytes each); and the sparse matrices that stay (about 300 bytes).
+    about 80 bytes each); and the gathers that stay (about 300 bytes).
     """
     buffers = 7 + iterations
     return n * height * width * (value_bytes * classes * buffers + 6 * 80 + 300)
@@ -125,7 +136,8 @@ def _log_probability_rows(probs: Tensor) -> Tensor:
     if torch.is_grad_enabled() and probs.requires_grad:
         return rows.clamp_min(PROBABILITY_FLOOR).log()
     if rows.data_ptr() == probs.data_ptr():
-        rows = rows.clone()
+        # of one image, a view with the classes far apart (clone would keep that layout)
+        rows = rows.clone(memory_format=torch.contiguous_format)
     return rows.clamp_min_(PROBABILITY_FLOOR).log_()
 
 
@@ -148,36 +160,76 @@ def _mean_field(neg_unary: Tensor, images: Tensor, params: CRFParams) -> Tensor:
         )
     filters = [(f, pixels) for f in (spatial,) if f is not None]
     filters += [(f, pixels * n) for f in (bilateral,) if f is not None]
-    padding = _class_padding(classes, device) if filters and params.iterations else 0
-    if padding:  # classes that can never win: probability 0, so they send no message
-        neg_unary = torch.nn.functional.pad(neg_unary, (0, padding), value=-math.inf)
-    q = torch.softmax(neg_unary, 1)
-    grad = torch.is_grad_enabled() and q.requires_grad
-    # without autograd, each iteration's messages reuse the same buffers
-    buffers = [None] * len(filters) if grad else [torch.empty_like(q) for _ in filters]
+    # Rows must lie whole in memory: the lattices gather them.  Of one image, rows made
+    # by permuting N×C×H×W are a view with each row's classes H·W apart, and every
+    # gather of such rows, and every sum with them, ran 5–8× slower.
+    neg_unary = neg_unary.contiguous()
+    grad = torch.is_grad_enabled() and neg_unary.requires_grad
+    # without autograd, and with messages that cannot be negative, each row's logits have
+    # a maximum of at least 0 once the unaries are shifted so: a faster softmax applies
+    in_place = not grad and params.gaussian_compat >= 0 and params.bilateral_compat >= 0
+    if in_place:
+        neg_unary = neg_unary - neg_unary.amax(1, keepdim=True)
+        q = softmax_rows_(neg_unary.clone())
+    else:
+        q = torch.softmax(neg_unary, 1)
+    fused = _FusedUpdate(filters, neg_unary) if in_place and n == 1 and filters else None
     for _ in range(params.iterations if filters else 0):
+        if fused is not None:
+            logits = fused(q)
+            with record_function("softmax"):
+                q = softmax_rows_(logits)
+            continue
         logits = neg_unary
-        for (lattice, rows), buffer in zip(filters, buffers, strict=True):
+        for lattice, rows in filters:
             if grad:
-                logits = logits + FilterFunction.apply(q.view(rows, -1), lattice).view_as(q)
-            else:
-                lattice(q.view(rows, -1), out=buffer.view(rows, -1))
-                logits = buffer.add_(logits) if logits is neg_unary else logits.add_(buffer)
-        q = torch.softmax(logits, 1)
-    q = q[:, :classes] if padding else q
-    return q.reshape(height, width, n, classes).permute(2, 3, 0, 1).contiguous()
+                message = FilterFunction.apply(q.view(rows, -1), lattice).view_as(q)
+                logits = logits + message
+                continue
+            message = lattice(q.view(rows, -1)).view_as(q)
+            with record_function("compatibility"):
+                logits = message.add_(logits) if logits is neg_unary else logits.add_(message)
+        with record_function("softmax"):
+            q = softmax_rows_(logits) if in_place else torch.softmax(logits, 1)
+    # in the rows' memory layout: the caller's one copy into its own layout is enough
+    return q.reshape(height, width, n, classes).permute(2, 3, 0, 1)
 
 
-def _class_padding(classes: int, device: torch.device) -> int:
-    """Extra classes that make the CPU's sparse products faster.
+class _FusedUpdate:
+    """One image's logits -ψ_u + Σ_k w_k K̃_k Q as a single weighted gather: each pixel
+    reads its vertices on every lattice (whose slicing weights carry w_k) and its own
+    -ψ_u from one table.  Slicing each lattice apart and adding up the messages would
+    write and read the pixels' rows once per lattice more; the table's lattice rows are
+    few (a few percent of the pixels) and are copied into it at each update."""
 
-    MKL's sparse-times-dense products run on whole 8-float vectors: with 21 classes
-    padded to 24 the lattice filters take a fifth less time, while a pad of more than
-    half a vector costs more than it saves (measured on AVX2).
-    """
-    if device.type != "cpu" or classes <= 16 or classes % 8 < 4:
-        return 0
-    return -classes % 8
+    def __init__(self, filters: list[tuple[LatticeFilter, int]], neg_unary: Tensor) -> None:
+        self.lattices = [lattice.to(neg_unary.dtype) for lattice, _ in filters]
+        pixels = neg_unary.shape[0]
+        sizes = [lattice.lattice_points for lattice in self.lattices]
+        self.starts = [sum(sizes[:k]) for k in range(len(sizes) + 1)]
+        self.table = neg_unary.new_empty(self.starts[-1] + pixels, neg_unary.shape[1])
+        self.table[self.starts[-1] :] = neg_unary
+        widths = [1] + [lattice.slice.indices.numel() // pixels for lattice in self.lattices]
+        columns = [sum(widths[:k]) for k in range(len(widths) + 1)]
+        slices = [lattice.slice for lattice in self.lattices]
+        device = neg_unary.device
+        indices = torch.empty(pixels, columns[-1], dtype=slices[0].indices.dtype, device=device)
+        weights = neg_unary.new_empty(pixels, columns[-1])
+        indices[:, 0] = torch.arange(pixels, device=device) + self.starts[-1]
+        weights[:, 0] = 1
+        for k, (gather, start) in enumerate(zip(slices, self.starts, strict=False)):
+            part = slice(columns[k + 1], columns[k + 2])
+            torch.add(gather.indices.view(pixels, -1), start, out=indices[:, part])
+            weights[:, part] = gather.weights.view(pixels, -1)
+        step = columns[-1]
+        offsets = torch.arange(0, pixels * step, step, dtype=indices.dtype, device=device)
+        self.gather = Gather(indices.view(-1), offsets, weights.view(-1))
+
+    def __call__(self, q: Tensor) -> Tensor:
+        for lattice, start, end in zip(self.lattices, self.starts, self.starts[1:], strict=False):
+            self.table[start:end] = lattice.lattice_values(q)
+        with record_function("lattice slice"):
+            return self.gather(self.table)
 
 
 def lattice_messages(images: Tensor, params: CRFParams) -> Callable[[Tensor, Tensor], Tensor]:
