@@ -117,6 +117,6 @@ def run(args: argparse.Namespace) -> int:
         f"{', post-processing included' if chain else ''}); {inference.describe()}"
     )
     if args.json is not None:
-        write_text_atomically(args.json, json.dumps(summary, indent=2))
+        write_text_atomically(args.json, json.dumps(summary, indent=2) + "\n")
         terminal.say(f"summary written to {args.json}")
     return 0

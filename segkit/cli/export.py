@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     data = segmenter.config.data
     info = metadata(segmenter.class_names, data.mean, data.std, segmenter.palette)
     result = export(segmenter.model, args.out, info, fmt, args.opset, check=not args.no_check)
-    size = args.out.stat().st_size / 2**20
+    size = result.size / 2**20
     what = f"ONNX opset {args.opset}" if fmt == "onnx" else "TorchScript"
     terminal.say(f"wrote {args.out} ({what}, {size:.1f} MiB)")
     if result.max_difference is None:
