@@ -40,7 +40,7 @@ from segkit.model.checkpoint import check_resume_state, load_checkpoint
 from segkit.train.checkpoints import RunCheckpoints, load_resumed_weights, unwrap
 from segkit.train.context import Run
 from segkit.train.distributed import Processes, leave_process_group
-from segkit.train.preflight import check_config
+from segkit.train.preflight import check_config, check_run_data
 from segkit.train.reporting import RunReport
 from segkit.train.run_dir import discard_if_unused, plan_run_directory
 from segkit.train.trainer import Trainer
@@ -74,6 +74,7 @@ class Runner:
 
         registry = plugins.registry
         self.splits = build_splits(config, registry, train="train" in config.run.steps)
+        check_run_data(config, self.splits, registry, console if processes.is_main else None)
         precision = Precision.for_device(device, train.amp, train.channels_last)
         model = build_model(config, self.splits.num_classes, registry).to(device)
         if precision.channels_last:
