@@ -203,3 +203,43 @@ def circle_pixels(center: tuple[float, float], radius: float, margin: float) -> 
     rows, cols = np.mgrid[0:H, 0:W]
     distance = np.hypot(cols - center[0], rows - center[1])
     return distance < radius - margin, distance > radius + margin
+
+
+# -- a folder dataset, and what tests check around a refusal -------------------------
+
+
+def write_folder(
+    root: Path, count: int = 10, binary: bool = False, size: tuple[int, int] = (H, W)
+) -> Path:
+    """``root/images`` + ``root/masks``: classes 1..3 on background 0, a 255 line; or,
+    ``binary``, the object saved as 255 on 0 (as most binary masks in the wild are)."""
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    height, width = size
+    for index in range(count):
+        mask = np.zeros(size, np.uint8)
+        mask[height // 4 : height // 2, width // 4 : 3 * width // 4] = 255 if binary else 1
+        if not binary:
+            mask[height // 2 :, : width // 3] = 1 + index % 3
+            mask[1] = 255
+        Image.fromarray(photo(40 + index, height, width)).save(root / "images" / f"i{index:03}.jpg")
+        Image.fromarray(mask, "L").save(root / "masks" / f"i{index:03}.png")
+    return root
+
+
+def tree_state(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` with the hash of its bytes."""
+    import hashlib
+
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def error_lines(capsys) -> list[str]:
+    """The lines a command wrote to stderr (the one-line error of a refusal)."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    return [line for line in err.splitlines() if line.strip()]

@@ -36,6 +36,8 @@ _UNKNOWN_LENGTH = 2**31
 def check_config(config: Config, registry: Registry) -> None:
     """Raise the :class:`ConfigError` a run of ``config`` would raise before its first step."""
     steps = config.run.steps
+    with _located("data.dataset"):
+        registry.get("dataset", config.data.dataset.name).validate(config.data.dataset.params)
     if "train" in steps:
         with _located("data.augment"):
             for step in config.data.augment:
