@@ -29,6 +29,8 @@ STRAY_SHARE = 1e-4
 class Finding:
     problem: bool
     text: str
+    #: Classes that never appear: the whole split's matter, said by ``data check`` only.
+    absent: bool = False
 
 
 @dataclass
@@ -58,7 +60,8 @@ def check_datasets(
 
     ``fixes`` are the dataset's parameters a message may point to (``binary``,
     ``mask_values``); ``limit`` spreads the reading over that many items per split
-    (none: every item); ``evaluates`` says whether the "val" split will be scored.
+    (none: every item, and the classes that never appear are listed); ``evaluates``
+    says whether the "val" split will be scored.
     """
     reference = datasets.get("train") or next(iter(datasets.values()))
     censuses = {role: take_census(d, limit) for role, d in datasets.items()}
@@ -69,7 +72,8 @@ def check_datasets(
         if binary_seen and binary_as_ignore(census):
             continue  # said once: the same masks, the same fix
         binary_seen = binary_seen or binary_as_ignore(census)
-        report.findings += _split_findings(census, reference.class_names, fixes, role, scored)
+        found = _split_findings(census, reference.class_names, fixes, role, scored)
+        report.findings += found if limit is None else [f for f in found if not f.absent]
     return report
 
 
@@ -131,6 +135,7 @@ def _split_findings(
                     False,
                     f"{len(absent)} of the {len(names)} classes never appear in {split}: "
                     f"{shown}{more}",
+                    absent=True,
                 )
             )
     for (label, colour, other), where in list(census.palette_swaps.items())[:3]:
