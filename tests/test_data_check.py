@@ -281,3 +281,11 @@ def test_check_datasets_reads_each_item_once_and_counts_all_pixels(tmp_path, reg
     assert int(census.pixels.sum()) == 5 * 24 * 32
     expected = sum(np.bincount(dataset[i].mask.ravel(), minlength=256) for i in range(5))
     np.testing.assert_array_equal(census.pixels, expected)
+
+
+def test_data_check_names_a_missing_source_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where the picture would go
+    assert check(tmp_path / "my_dta") == 2
+    (line,) = error_lines(capsys)
+    assert "my_dta does not exist; give the dataset's folder or a TOML config" in line
+    assert not (tmp_path / "data_check.png").exists()

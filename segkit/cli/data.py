@@ -106,6 +106,10 @@ def _dataset_source(args: argparse.Namespace, registry: Any) -> tuple[str, dict,
     from segkit.core.config_files import parse_value
 
     source: Path = args.source
+    if not source.exists():
+        raise ConfigError(
+            f"{source} does not exist; give the dataset's folder or a TOML config naming it"
+        )
     if source.is_dir():
         name = args.dataset or "folder"
         params: dict[str, Any] = {"root": str(source)}
