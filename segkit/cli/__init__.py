@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from segkit.cli import (
     config,
+    data,
     eval,
     export,
     plugins,
@@ -30,7 +31,7 @@ from segkit.core.manager import DISABLE_ENV, check_disable_names
 from segkit.core.outputs import storage_error
 
 #: The commands in the order ``segkit --help`` lists them.
-COMMANDS = (run, predict, eval, export, refine, serve, plugins, config, summary)
+COMMANDS = (run, data, predict, eval, export, refine, serve, plugins, config, summary)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -89,6 +89,10 @@ def run(args: argparse.Namespace) -> int:
         params["root"] = str(args.data_root)
     split = args.split or config.data.val_split
     dataset = build_dataset(part.name, split, params, registry)
+    if args.json is not None:  # every file the split reads is an input, kept whatever --json says
+        check_outputs(
+            [args.json], [args.checkpoint, *dataset.source_files()], args.overwrite, "--json"
+        )
     if dataset.num_classes != len(segmenter.class_names):
         raise DataError(
             f"{part.name}/{split} has {dataset.num_classes} classes but the checkpoint predicts "
