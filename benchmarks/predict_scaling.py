@@ -37,20 +37,14 @@ def write_checkpoint(folder: Path) -> Path:
     from segkit.core.config import load_config
     from segkit.data.dataset import voc_palette
     from segkit.model.assembly import build_model
-    from segkit.model.checkpoint import save_checkpoint
+    from segkit.model.checkpoint import model_payload, save_checkpoint
 
     registry = load_plugins().registry
     config = load_config(ROOT / "configs" / "deeplab_crf.toml", registry=registry)
     torch.manual_seed(0)
     names = ["background", "circle", "square", "triangle", "cross"]
     model = build_model(config, len(names), registry)
-    payload = {
-        "config": config.to_dict(),
-        "num_classes": len(names),
-        "class_names": names,
-        "palette": voc_palette(len(names)).tolist(),
-        "model": model.state_dict(),
-    }
+    payload = model_payload(config, model, names, voc_palette(len(names)))
     return save_checkpoint(folder / "model.pt", payload)
 
 

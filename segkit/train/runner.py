@@ -119,7 +119,7 @@ class Runner:
             plugins,
             RunFiles(run_dir, enabled=processes.is_main),
         )
-        self.checkpoints = RunCheckpoints(self.run, model, self.splits.num_classes)
+        self.checkpoints = RunCheckpoints(self.run, model)
         self.evaluator = Evaluator(
             model,
             self.splits.val,
