@@ -14,6 +14,8 @@
 # 4. the quickstart, `segkit run configs/deeplab_crf.toml`, as a user runs it (its
 #    densecrf post-processor needs pydensecrf: where it is missing and PYDENSECRF_SDIST
 #    names pydensecrf2's source archive, it is built first, with CYTHON_WHEEL if set).
+# Where segkit's own dependencies are missing there, WHEELS names a folder of their
+# wheels, installed first without an index.
 # Each step writes to OUT_DIR (at most seven files, none nested), gets what is left of
 # SECONDS (default 540) up to its own cap, and a step that fails does not stop the rest.
 set -uo pipefail
@@ -29,6 +31,11 @@ budget() {
     ((left < $1)) && echo "$left" || echo "$1"
 }
 
+if [ -n "${WHEELS:-}" ]; then
+    extra=$(mktemp -d)
+    "$python" -m pip install -q --no-index --no-deps --target "$extra" "$WHEELS"/*.whl &&
+        export PYTHONPATH=$extra${PYTHONPATH:+:$PYTHONPATH}
+fi
 "$python" -m pip install --quiet --no-deps --no-build-isolation -e . >"$out/install.txt" 2>&1 ||
     { echo "installing segkit failed:"; cat "$out/install.txt"; exit 1; }
 if ! "$python" -c 'import pydensecrf.densecrf' 2>/dev/null && [ -n "${PYDENSECRF_SDIST:-}" ]; then
