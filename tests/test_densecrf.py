@@ -10,7 +10,7 @@ import pytest
 import torch
 from segkit_plugins import crf as densecrf
 from segkit_plugins.crf import lattice as lattices
-from segkit_plugins.crf import meanfield
+from segkit_plugins.crf import lattice_points, meanfield
 from segkit_plugins.crf.params import softmax_rows_
 
 import segkit
@@ -205,7 +205,7 @@ def test_lattice_built_in_inference_mode_serves_autograd_later():
     assert unary.grad is not None
 
 
-def test_lattice_transpose_and_wide_coordinate_path():
+def test_lattice_transpose_and_wide_coordinate_path(monkeypatch):
     torch.manual_seed(0)
     features = torch.rand(400, 5) * torch.tensor([3.0, 3.0, 6.0, 6.0, 6.0])
     group = torch.randint(0, 2, (400,))
@@ -219,12 +219,8 @@ def test_lattice_transpose_and_wide_coordinate_path():
     same = group[:, None] == group[None, :]
     near, far = dense[same & (distance < 0.5)].mean(), dense[same & (distance > 3)].mean()
     assert near > 10 * far
-    old = lattices._LARGEST_CODE
-    try:
-        lattices._LARGEST_CODE = 1  # forces naming lattice points by rows
-        wide = lattices.build_lattice_filter(features, group=group, groups=2)
-    finally:
-        lattices._LARGEST_CODE = old
+    monkeypatch.setattr(lattice_points, "LARGEST_CODE", 1)  # forces naming points by rows
+    wide = lattices.build_lattice_filter(features, group=group, groups=2)
     assert wide.lattice_points == lattice.lattice_points
     assert torch.allclose(wide(torch.eye(400)), dense, atol=1e-6)
 
@@ -373,3 +369,17 @@ def test_photographs_torch_agrees_with_pydensecrf(index):
     expected = densecrf.PyDenseCRF(workers=1)(probs, images)
     got = densecrf.TorchDenseCRF(device="cpu")(probs, images)
     assert agreement(got, expected) >= 0.99
+
+
+def test_batch_lattice_filters_each_image_as_alone():
+    """A batch's appearance lattice (the CUDA path, and the CRF layer's) keeps the images
+    apart: filtering the batch equals filtering each image on its own lattice."""
+    images, _, _ = batch([25, 26], height=14, width=17)
+    pixels = 14 * 17
+    both = lattices.bilateral_filter(images, 8.0, 13.0, 2.0, classes=3)
+    values = torch.rand(pixels * 2, 3, generator=torch.Generator().manual_seed(0))
+    filtered = both(values).view(pixels, 2, 3)  # pixel-major, image-minor rows
+    for i in range(2):
+        alone = lattices.bilateral_filter(images[i : i + 1], 8.0, 13.0, 2.0, classes=3)
+        expected = alone(values.view(pixels, 2, 3)[:, i].contiguous())
+        assert torch.allclose(filtered[:, i], expected, atol=1e-5)
