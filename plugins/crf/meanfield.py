@@ -138,15 +138,44 @@ def _refine(probs: Tensor, images: Tensor, params: CRFParams) -> Tensor:
 
     Without autograd the updates run in base 2 (exp2 is about three times faster than exp
     on the CPU), from log2 p; their first Q, the softmax of log p, is p over its sum,
-    taken before the logarithm."""
+    taken before the logarithm.  One image's floored probabilities are laid out straight
+    into the table that its updates gather from."""
     if _differentiable(probs) or not _non_negative_messages(params):
         return _mean_field(_log_probability_rows(probs), images, params)
+    n, classes, height, width = probs.shape
+    filters = _filters(images, params, classes, probs.device)
+    fused = _FusedUpdate(filters, probs) if n == 1 and filters else None
+    rows = probs.new_empty(height * width * n, classes) if fused is None else fused.unary
     # pixel-major, image-minor rows, floored in the same pass that lays them out
-    rows = probs.new_empty(probs.shape[2], probs.shape[3], probs.shape[0], probs.shape[1])
-    torch.clamp_min(probs.permute(2, 3, 0, 1), PROBABILITY_FLOOR, out=rows)
-    rows = rows.view(-1, probs.shape[1])
-    start = rows / (rows @ rows.new_ones(rows.shape[1], 1))
-    return _mean_field(rows.log2_(), images, params, start=start)
+    torch.clamp_min(
+        probs.permute(2, 3, 0, 1), PROBABILITY_FLOOR, out=rows.view(height, width, n, classes)
+    )
+    q = rows / (rows @ rows.new_ones(classes, 1))
+    rows.log2_()
+    if fused is None:
+        return _mean_field(rows, images, params, start=q, filters=filters)
+    for _ in range(params.iterations):
+        q = fused(q)
+    return q.view(height, width, n, classes).permute(2, 3, 0, 1)
+
+
+def _filters(
+    images: Tensor, params: CRFParams, classes: int, device: torch.device
+) -> list[tuple[LatticeFilter, int]]:
+    """The kernels' lattices, each with the number of rows it filters Q as."""
+    n, _, height, width = images.shape
+    filters = []
+    if params.gaussian_compat != 0 and params.iterations > 0:
+        spatial = spatial_filter(
+            height, width, params.gaussian_sxy, params.gaussian_compat, str(device)
+        )
+        filters.append((spatial, height * width))
+    if params.bilateral_compat != 0 and params.iterations > 0:
+        bilateral = bilateral_filter(
+            images, params.bilateral_sxy, params.bilateral_srgb, params.bilateral_compat, classes
+        )
+        filters.append((bilateral, height * width * n))
+    return filters
 
 
 def _differentiable(x: Tensor) -> bool:
@@ -169,7 +198,11 @@ def _log_probability_rows(probs: Tensor) -> Tensor:
 
 
 def _mean_field(
-    neg_unary: Tensor, images: Tensor, params: CRFParams, start: Tensor | None = None
+    neg_unary: Tensor,
+    images: Tensor,
+    params: CRFParams,
+    start: Tensor | None = None,
+    filters: list[tuple[LatticeFilter, int]] | None = None,
 ) -> Tensor:
     """Mean-field updates from -unary given as (H·W·N)×C rows: pixel-major, image-minor,
     so that the smoothness lattice sees (H·W)×(N·C) and the appearance lattice
@@ -177,19 +210,8 @@ def _mean_field(
     (log2 p) and each row's maximum is above -60."""
     n, _, height, width = images.shape
     classes = neg_unary.shape[1]
-    pixels = height * width
-    device = neg_unary.device
-    spatial = bilateral = None
-    if params.gaussian_compat != 0 and params.iterations > 0:
-        spatial = spatial_filter(
-            height, width, params.gaussian_sxy, params.gaussian_compat, str(device)
-        )
-    if params.bilateral_compat != 0 and params.iterations > 0:
-        bilateral = bilateral_filter(
-            images, params.bilateral_sxy, params.bilateral_srgb, params.bilateral_compat, classes
-        )
-    filters = [(f, pixels) for f in (spatial,) if f is not None]
-    filters += [(f, pixels * n) for f in (bilateral,) if f is not None]
+    if filters is None:
+        filters = _filters(images, params, classes, neg_unary.device)
     # Rows must lie whole in memory: the lattices gather them.  Of one image, rows made
     # by permuting N×C×H×W are a view with each row's classes H·W apart, and every
     # gather of such rows, and every sum with them, ran 5–8× slower.
@@ -205,12 +227,13 @@ def _mean_field(
         q = softmax2_rows_(neg_unary.clone())
     else:
         q = torch.softmax(neg_unary, 1)
-    fused = _FusedUpdate(filters, neg_unary) if in_place and n == 1 and filters else None
+    fused = None
+    if in_place and n == 1 and filters:
+        fused = _FusedUpdate(filters, neg_unary)
+        fused.unary.copy_(neg_unary)
     for _ in range(params.iterations if filters else 0):
         if fused is not None:
-            logits = fused(q)
-            with record_function("softmax"):
-                q = softmax2_rows_(logits)
+            q = fused(q)
             continue
         logits = neg_unary
         for lattice, rows in filters:
@@ -246,26 +269,37 @@ def softmax2_rows_(logits: Tensor) -> Tensor:
 
 
 class _FusedUpdate:
-    """One image's logits -ψ_u + Σ_k w_k K̃_k Q, in base 2 (times log2 e, as -ψ_u is
-    given), as a single weighted gather: each pixel reads its vertices on every lattice
-    (whose slicing weights carry w_k) and its own -ψ_u from one table.  Slicing each
-    lattice apart and adding up the messages would write and read the pixels' rows once
-    per lattice more; the table's lattice rows are
-    few (a few percent of the pixels) and are copied into it at each update."""
+    """One image's update Q ← softmax(-ψ_u + Σ_k w_k K̃_k Q), in place in Q.
 
-    def __init__(self, filters: list[tuple[LatticeFilter, int]], neg_unary: Tensor) -> None:
-        self.lattices = [lattice.to(neg_unary.dtype) for lattice, _ in filters]
-        pixels = neg_unary.shape[0]
+    The logits, in base 2 (times log2 e, as -ψ_u is given), are a single weighted gather:
+    each pixel reads its vertices on every lattice (whose slicing weights carry w_k) and
+    its own -ψ_u from one table.  Slicing each lattice apart and adding up the messages
+    would write and read the pixels' rows once per lattice more; the table's lattice rows
+    are few (a few percent of the pixels) and are copied into it at each update.
+
+    The gather and the softmax go by blocks of pixels, whose logits stay in the cache
+    until they are written into Q: a fresh buffer for all the logits cost as much in page
+    faults as the softmax itself (the allocator maps a buffer of that size afresh each
+    time), and a pass over a cached block is cheaper than over memory."""
+
+    #: Pixels per block: their logits (21 classes, float32) take about 1.3 MB.
+    BLOCK = 16384
+
+    def __init__(self, filters: list[tuple[LatticeFilter, int]], like: Tensor) -> None:
+        """For one image's rows of -unary (its pixels' rows, or its probabilities), whose
+        -unary, in base 2, goes into :attr:`unary`."""
+        self.lattices = [lattice.to(like.dtype) for lattice, _ in filters]
+        pixels, classes = filters[0][1], like.shape[1]
         sizes = [lattice.value_rows for lattice in self.lattices]
         self.starts = [sum(sizes[:k]) for k in range(len(sizes) + 1)]
-        self.table = neg_unary.new_empty(self.starts[-1] + pixels, neg_unary.shape[1])
-        self.table[self.starts[-1] :] = neg_unary
+        self.table = like.new_empty(self.starts[-1] + pixels, classes)
+        self.unary = self.table[self.starts[-1] :]
         widths = [1] + [lattice.slice.indices.numel() // pixels for lattice in self.lattices]
         columns = [sum(widths[:k]) for k in range(len(widths) + 1)]
         slices = [lattice.slice for lattice in self.lattices]
-        device = neg_unary.device
+        device = like.device
         indices = torch.empty(pixels, columns[-1], dtype=slices[0].indices.dtype, device=device)
-        weights = neg_unary.new_empty(pixels, columns[-1])
+        weights = like.new_empty(pixels, columns[-1])
         indices[:, 0] = torch.arange(pixels, device=device) + self.starts[-1]
         weights[:, 0] = 1
         for k, (gather, start) in enumerate(zip(slices, self.starts, strict=False)):
@@ -273,14 +307,29 @@ class _FusedUpdate:
             torch.add(gather.indices.view(pixels, -1), start, out=indices[:, part])
             torch.mul(gather.weights.view(pixels, -1), LOG2_E, out=weights[:, part])
         step = columns[-1]
-        offsets = torch.arange(0, pixels * step, step, dtype=indices.dtype, device=device)
-        self.gather = Gather(indices.view(-1), offsets, weights.view(-1))
+        block = min(self.BLOCK, pixels)
+        offsets = torch.arange(0, block * step, step, dtype=indices.dtype, device=device)
+        self.blocks = [
+            (
+                first,
+                Gather(
+                    indices[first : first + block].view(-1),
+                    offsets[: min(block, pixels - first)],
+                    weights[first : first + block].view(-1),
+                ),
+            )
+            for first in range(0, pixels, block)
+        ]
 
     def __call__(self, q: Tensor) -> Tensor:
         for lattice, start, end in zip(self.lattices, self.starts, self.starts[1:], strict=False):
             self.table[start:end] = lattice.lattice_values(q)
-        with record_function("lattice slice"):
-            return self.gather(self.table)
+        for first, gather in self.blocks:
+            with record_function("lattice slice"):
+                logits = gather(self.table)
+            with record_function("softmax"):
+                q[first : first + logits.shape[0]] = softmax2_rows_(logits)
+        return q
 
 
 def lattice_messages(images: Tensor, params: CRFParams) -> Callable[[Tensor, Tensor], Tensor]:

@@ -55,26 +55,42 @@ def enclosing_simplices(features: Tensor) -> Simplices:
     nearest = torch.round(elevated * down)  # ties to even, like _mm_round_ps
     remainder0 = nearest * (d + 1)
     residual = elevated - remainder0
-    # pydensecrf's ranking: for i < j, i ranks up if r_i < r_j, else j does.  Bytes:
-    # the d(d+1)/2 comparisons add up three times faster than in int64.
-    rank = torch.zeros(d + 1, points, dtype=torch.int8, device=device)
+    # pydensecrf's ranking: for i < j, i ranks up if r_i < r_j, else j does: coordinate j
+    # starts at j and loses one for each earlier i that it beats.  Small integers in
+    # float32: its comparisons and sums run several times faster than in int8.
+    rank = torch.arange(d + 1, dtype=torch.float32, device=device)[:, None].repeat(1, points)
+    less = torch.empty(d, points, dtype=torch.float32, device=device)
     for i in range(d):
-        for j in range(i + 1, d + 1):
-            less = residual[i] < residual[j]
-            rank[i] += less
-            rank[j] += ~less
-    rank += nearest.sum(0).to(torch.int8)  # the sum lies in -(d+1)..d+1
-    wrap = (rank < 0).to(torch.int8) - (rank > d).to(torch.int8)
-    rank += (d + 1) * wrap
-    remainder0 += (d + 1) * wrap
+        beaten = torch.lt(residual[i], residual[i + 1 :], out=less[: d - i])
+        rank[i] += beaten.sum(0)
+        rank[i + 1 :] -= beaten
+    rank += nearest.sum(0)  # now in -(d+1)..2d+1: wrap it into 0..d
+    wrap = torch.floor((rank + 0.5) * (1.0 / (d + 1))).neg_()
+    rank.addcmul_(wrap, torch.tensor(float(d + 1), device=device))
+    remainder0.addcmul_(wrap, torch.tensor(float(d + 1), device=device))
     corner = nearest[:d] + wrap[:d]
 
     # Vertex k = d - rank_i gains weight v_i and vertex k + 1 loses it: with u_k the v of
     # the coordinate ranked d - k, weight k is u_k - u_{k-1}, and weight 0 wraps around
-    # to u_0 + (1 - u_d), the same sums in the same order as pydensecrf's.
-    v = (elevated - remainder0) * down
-    u = torch.empty_like(v).scatter_(0, (d - rank).long(), v)
+    # to u_0 + (1 - u_d), the same sums in the same order as pydensecrf's.  The ranks
+    # order the v, so u is the v sorted, which a sorting network of minima and maxima
+    # does faster than a scatter by rank.
+    u = _sorted_rows(list((elevated - remainder0) * down))
     barycentric = torch.empty(points, d + 1, dtype=torch.float32, device=device)
-    torch.sub(u[1:].t(), u[:-1].t(), out=barycentric[:, 1:])
+    for k in range(1, d + 1):
+        torch.sub(u[k], u[k - 1], out=barycentric[:, k])
     torch.add(u[0], 1 - u[d], out=barycentric[:, 0])
-    return Simplices(corner.to(torch.int32), rank, barycentric)
+    return Simplices(corner.to(torch.int32), rank.to(torch.int8), barycentric)
+
+
+def _sorted_rows(rows: list[Tensor]) -> list[Tensor]:
+    """The columns of ``rows`` sorted ascending, by odd-even transposition: as many
+    rounds as rows, each putting the minimum and the maximum of neighbouring rows in
+    their places."""
+    for round_ in range(len(rows)):
+        for i in range(round_ % 2, len(rows) - 1, 2):
+            rows[i], rows[i + 1] = (
+                torch.minimum(rows[i], rows[i + 1]),
+                torch.maximum(rows[i], rows[i + 1]),
+            )
+    return rows
