@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -9,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 from segkit_plugins import crf as densecrf
+from segkit_plugins.crf import fused, lattice_points, meanfield
 from segkit_plugins.crf import lattice as lattices
-from segkit_plugins.crf import lattice_points, meanfield
 from segkit_plugins.crf.params import softmax_rows_
 
 import segkit
@@ -383,3 +384,48 @@ def test_batch_lattice_filters_each_image_as_alone():
         alone = lattices.bilateral_filter(images[i : i + 1], 8.0, 13.0, 2.0, classes=3)
         expected = alone(values.view(pixels, 2, 3)[:, i].contiguous())
         assert torch.allclose(filtered[:, i], expected, atol=1e-5)
+
+
+def test_base_2_updates_fall_back_where_they_would_overflow():
+    """Weights large enough that 2^logits overflows: the updates without autograd (base 2,
+    no shift by each row's maximum) must still equal the differentiable path's softmax."""
+    images, probs, _ = batch([27], height=20, width=24)
+    params = densecrf.CRFParams(iterations=3, gaussian_compat=300.0, bilateral_compat=300.0)
+    with torch.no_grad():
+        fast = densecrf.TorchDenseCRF(params, device="cpu")(probs, images)
+    differentiable = densecrf.TorchDenseCRF(params, device="cpu")(probs.requires_grad_(), images)
+    assert torch.isfinite(fast).all()
+    assert torch.allclose(fast, differentiable.detach(), atol=1e-5)
+    logits = torch.tensor([[200.0, 0.0, 199.0], [0.0, 1.0, 2.0], [-300.0, -301.0, -299.0]])
+    expected = torch.softmax(logits * math.log(2.0), 1)
+    torch.testing.assert_close(fused.softmax2_rows_(logits.clone()), expected)
+
+
+@pytest.fixture
+def threads():
+    """Sets PyTorch's threads for a test, and restores them after."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+def test_work_shared_between_threads_gives_the_one_thread_result(threads):
+    """With two threads the lattice is built in halves and the updates go in pieces
+    shared between threads: the result must be the one thread's."""
+    torch.manual_seed(0)
+    features = torch.rand(70_000, 5) * torch.tensor([4.0, 4.0, 8.0, 8.0, 8.0])
+    values = torch.rand(70_000, 3)
+    images, probs, _ = batch([28], height=260, width=270)  # more pixels than one piece takes
+    results = {}
+    for count in (1, 2):
+        threads(count)
+        lattice = lattices.build_lattice_filter(features)
+        refined = densecrf.TorchDenseCRF(device="cpu")(probs, images)
+        results[count] = (lattice.lattice_points, lattice(values), refined)
+    (points_one, filtered_one, refined_one), (points_two, filtered_two, refined_two) = (
+        results[1],
+        results[2],
+    )
+    assert points_one == points_two
+    assert torch.allclose(filtered_one, filtered_two, atol=1e-5)
+    assert torch.allclose(refined_one, refined_two, atol=1e-6)

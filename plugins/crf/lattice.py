@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from segkit_plugins.crf.lattice_points import index_lattice
 from segkit_plugins.crf.simplices import enclosing_simplices
+from segkit_plugins.crf.tasks import cpu_tasks
 from torch import Tensor
 from torch.profiler import record_function
 
@@ -49,6 +50,24 @@ class Gather:
         return F.embedding_bag(
             self.indices, x, self.offsets, mode="sum", per_sample_weights=self.weights
         )
+
+    def split(self, pieces: int) -> list[Gather]:
+        """The same rows, in ``pieces`` runs of rows of about equal numbers of entries."""
+        total = self.indices.numel()
+        if pieces == 1 or self.rows < pieces:
+            return [self]
+        wanted = torch.tensor([total * i // pieces for i in range(1, pieces)])
+        cuts = torch.searchsorted(self.offsets.cpu().long(), wanted).tolist()
+        bounds = [0, *cuts, self.rows]
+        starts = [*self.offsets[bounds[:-1]].tolist(), total]
+        return [
+            Gather(
+                self.indices[starts[i] : starts[i + 1]],
+                self.offsets[bounds[i] : bounds[i + 1]] - starts[i],
+                self.weights[starts[i] : starts[i + 1]],
+            )
+            for i in range(pieces)
+        ]
 
 
 class LatticeFilter:
@@ -94,8 +113,11 @@ class LatticeFilter:
         ops = self.to(x.dtype)
         with record_function("lattice splat"):
             values = ops.splat(x)
+        return ops.blur(values, transpose)
+
+    def blur(self, values: Tensor, transpose: bool = False) -> Tensor:
         with record_function("lattice blur"):
-            for blur in reversed(ops.blurs) if transpose else ops.blurs:
+            for blur in reversed(self.blurs) if transpose else self.blurs:
                 values = blur(values)
         return values
 
@@ -198,9 +220,13 @@ def _build(
     """:func:`build_lattice_filter` of coordinate-major features (d × points)."""
     d, points = features.shape
     device = features.device
-    with record_function("lattice build"):
-        simplices = enclosing_simplices(features)
-        found = index_lattice(simplices, group, groups)
+    with record_function("lattice build"), cpu_tasks(device) as tasks:
+        spans = tasks.pieces(points)
+        barycentric = torch.empty(points, d + 1, device=device)  # as sliced
+        parts = tasks.map(
+            lambda span: enclosing_simplices(features[:, span], barycentric[span]), spans
+        )
+        found = index_lattice(parts, spans, group, groups, tasks)
         lattice_points = found.lattice_points
         index = torch.int32 if points * (d + 1) < 2**31 - 1 else torch.int64
         # pydensecrf's lattice scales by this constant so that a blurred constant stays near 1
@@ -208,25 +234,42 @@ def _build(
         if on_lattice_size is not None:
             on_lattice_size(lattice_points)
         blurs = _blur_gathers(found.up, index)
-        barycentric = simplices.barycentric  # points × (d+1), as sliced
         vertices = found.vertices.view(-1).to(index)
         slice_offsets = torch.arange(0, points * (d + 1), d + 1, device=device, dtype=index)
         if normalize:
-            mass = torch.zeros(lattice_points + 1, device=device)
-            mass.index_add_(0, vertices, barycentric.view(-1))
+            mass = sum(
+                tasks.map(
+                    lambda span: torch.zeros(lattice_points + 1, device=device).index_add_(
+                        0, found.vertices[span].view(-1), barycentric[span].view(-1)
+                    ),
+                    spans,
+                )
+            )
             for blur in blurs:
                 mass = blur(mass[:, None])[:, 0]
-            constant = Gather(vertices, slice_offsets, barycentric.view(-1))(mass[:, None])
-            barycentric *= torch.rsqrt(constant * alpha + 1e-20)
-        # the lattice values have one row more, always 0: the neighbour of the points at
-        # the lattice's edge, where the blurs need no bags of other sizes
+            tasks.map(
+                lambda span: _normalise(barycentric[span], found.vertices[span], mass, alpha), spans
+            )
         splat = Gather(
             found.members.to(index),
             _bag_starts(torch.cat([found.counts, found.counts.new_zeros(1)])).to(index),
-            found.splat_weights(barycentric),
+            found.splat_weights(barycentric, tasks),
         )
-        slice_ = Gather(vertices, slice_offsets, (barycentric * (alpha * weight)).view(-1))
+        slice_weights = torch.empty_like(barycentric)
+        tasks.map(
+            lambda span: torch.mul(barycentric[span], alpha * weight, out=slice_weights[span]),
+            spans,
+        )
+        slice_ = Gather(vertices, slice_offsets, slice_weights.view(-1))
         return LatticeFilter(splat, blurs, slice_)
+
+
+def _normalise(barycentric: Tensor, vertices: Tensor, mass: Tensor, alpha: float) -> None:
+    """Scales the points' ``barycentric`` weights by D^-½ (the filter of a constant is D)."""
+    points, k = barycentric.shape
+    offsets = torch.arange(0, points * k, k, device=vertices.device, dtype=vertices.dtype)
+    constant = Gather(vertices.view(-1), offsets, barycentric.view(-1))(mass[:, None])
+    barycentric *= torch.rsqrt(constant * alpha + 1e-20)
 
 
 def _bag_starts(counts: Tensor) -> Tensor:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 from segkit_plugins.crf.simplices import Simplices
+from segkit_plugins.crf.tasks import Tasks
 from segkit_plugins.crf.wide_lattice import index_rows
 from torch import Tensor
 
@@ -49,59 +50,179 @@ class LatticeIndex:
     def lattice_points(self) -> int:
         return self.counts.numel()
 
-    def splat_weights(self, weights: Tensor) -> Tensor:
+    def splat_weights(self, weights: Tensor, tasks: Tasks) -> Tensor:
         """``weights`` (points × (d+1)) of the vertices in the order of ``members``."""
         if self.order is not None:  # rows in order of the simplices: the slots run on
-            weights = weights.index_select(0, self.order)
-        return weights.view(-1).index_select(0, self.slots)
+            ordered = torch.empty_like(weights)
+            tasks.map(
+                lambda span: torch.index_select(weights, 0, self.order[span], out=ordered[span]),
+                tasks.pieces(self.order.numel()),
+            )
+            weights = ordered
+        selected = weights.new_empty(self.slots.numel())
+        tasks.map(
+            lambda span: torch.index_select(
+                weights.view(-1), 0, self.slots[span], out=selected[span]
+            ),
+            tasks.pieces(self.slots.numel()),
+        )
+        return selected
 
 
-def index_lattice(simplices: Simplices, group: Tensor | None, groups: int) -> LatticeIndex:
-    """The lattice points of ``simplices``; points of different ``group`` (an int64 per
-    point, or None for one group) never share one."""
+@dataclass
+class _Layout:
+    """How lattice points are coded: quotient j (of coordinate j by d+1, offset so that
+    every vertex's and neighbour's is at least 0) has weight ``strides[j]``, the group
+    ``strides[d]``, the remainder r ``quotients`` (all codes of one remainder lie below
+    it)."""
+
+    low: list[int]
+    strides: list[int]
+    groups: int
+
+    @classmethod
+    def of(cls, parts: list[Simplices], groups: int) -> _Layout:
+        low = torch.stack([part.corner.amin(1) for part in parts]).amin(0).tolist()
+        high = torch.stack([part.corner.amax(1) for part in parts]).amax(0).tolist()
+        # a vertex's quotients lie within one of its corner's, a neighbour's within one more
+        strides = [1]
+        for bottom, top in zip(low, high, strict=True):
+            strides.append(strides[-1] * (top - bottom + 4))
+        return cls(low, strides, groups)
+
+    @property
+    def quotients(self) -> int:
+        return self.strides[-1] * self.groups
+
+    @property
+    def bound(self) -> int:
+        return len(self.strides) * self.quotients
+
+
+@dataclass
+class _Part:
+    """One part's points grouped by simplex: their numbers in order of simplex, where
+    each simplex's run starts, each point's simplex, and the codes of the simplices'
+    vertices, (d+1) × simplices."""
+
+    by_simplex: Tensor
+    starts: Tensor
+    simplex_of: Tensor
+    codes: Tensor
+
+
+def index_lattice(
+    parts: list[Simplices], spans: list[slice], group: Tensor | None, groups: int, tasks: Tasks
+) -> LatticeIndex:
+    """The lattice points of the simplices of the points, given in ``parts`` (the points
+    of ``spans``); points of different ``group`` (an int64 per point, or None for one
+    group) never share one.  The parts are grouped by simplex apart, and the lattice
+    points are named and listed by remainders, the lower and the upper half apart."""
+    d = parts[0].corner.shape[0]
+    points = spans[-1].stop
+    layout = _Layout.of(parts, groups)
+    permutations = (d + 1) ** d
+    if layout.quotients * max(d + 1, permutations) >= LARGEST_CODE:
+        return _index_wide(parts, group)
+    grouped = tasks.map(
+        lambda i: _group_part(parts[i], None if group is None else group[spans[i]], layout),
+        range(len(parts)),
+    )
+    # the parts' simplices one after the other
+    codes = torch.cat([part.codes for part in grouped], 1)
+    by_simplex = torch.cat(
+        [part.by_simplex + span.start for part, span in zip(grouped, spans, strict=True)]
+    )
+    starts = torch.cat(
+        [part.starts + span.start for part, span in zip(grouped, spans, strict=True)]
+    )
+    sizes = torch.diff(starts, append=starts.new_full((1,), points))
+    classes = (
+        [range(0, (d + 2) // 2), range((d + 2) // 2, d + 1)] if tasks.helpers else [range(d + 1)]
+    )
+    named = tasks.map(lambda rows: _Named(codes, rows), classes)
+    heads_before = 0
+    for entry in named:
+        entry.first_id = heads_before
+        heads_before += entry.heads.numel()
+    device = codes.device
+    simplices = codes.shape[1]
+    lattice_of = torch.empty(d + 1, simplices, dtype=torch.int32, device=device)
+    index = torch.int32 if points * (d + 1) < 2**31 else torch.int64
+    ordered = by_simplex.to(index)[:, None].expand(points, d + 1).reshape(-1)
+    listed = tasks.map(lambda entry: entry.list(lattice_of, ordered, starts, sizes, d + 1), named)
+    offsets = [0]
+    for part in grouped:
+        offsets.append(offsets[-1] + part.codes.shape[1])
+    vertices = torch.empty(points, d + 1, dtype=torch.int32, device=device)
+    tasks.map(
+        lambda i: torch.index_select(
+            lattice_of[:, offsets[i] : offsets[i + 1]].t().contiguous(),
+            0,
+            grouped[i].simplex_of,
+            out=vertices[spans[i]],
+        ),
+        range(len(parts)),
+    )
+    members = torch.cat([entry[0] for entry in listed])
+    slots = torch.cat([entry[1] for entry in listed])
+    counts = torch.cat([entry[2] for entry in listed])
+    unique = torch.cat([entry.unique for entry in named])
+    up = _neighbours(unique, layout.strides, groups)
+    return LatticeIndex(vertices, members, by_simplex, slots, counts, up)
+
+
+def _group_part(simplices: Simplices, group: Tensor | None, layout: _Layout) -> _Part:
+    """One part's points grouped by simplex, and the codes of the simplices' vertices."""
     corner, rank = simplices.corner, simplices.rank
     d, points = corner.shape
-    low, high = corner.amin(1).tolist(), corner.amax(1).tolist()
-    # a vertex's quotients lie within one of its corner's, a neighbour's within one more
-    radix = [top - bottom + 4 for bottom, top in zip(low, high, strict=True)]
-    strides = [1]
-    for size in radix:
-        strides.append(strides[-1] * size)
-    bound = (d + 1) * strides[-1] * groups
-    # one key per simplex: its corner, its group and the order of its coordinates
-    permutations = (d + 1) ** d
-    if strides[-1] * groups * max(d + 1, permutations) >= LARGEST_CODE:
-        return _index_wide(simplices, group)
     corner_code = torch.zeros(points, dtype=torch.int64, device=corner.device)
     for j in range(d):
-        corner_code.add_(corner[j] - (low[j] - 2), alpha=strides[j])
+        corner_code.add_(corner[j] - (layout.low[j] - 2), alpha=layout.strides[j])
     if group is not None:
-        corner_code.add_(group, alpha=strides[d])
+        corner_code.add_(group, alpha=layout.strides[d])
+    # one key per simplex: its corner, its group and the order of its coordinates
+    permutations = (d + 1) ** d
     simplex_key = corner_code * permutations
     for i in range(d):
         simplex_key.add_(rank[i], alpha=(d + 1) ** i)
-    narrow = strides[-1] * groups * permutations < 2**31
-    by_simplex, starts, simplex_of = _group(simplex_key.to(torch.int32) if narrow else simplex_key)
+    if layout.quotients * permutations < 2**31:
+        simplex_key = simplex_key.to(torch.int32)
+    by_simplex, starts, simplex_of = _group(simplex_key)
     first = by_simplex.index_select(0, starts)
-    sizes = torch.diff(starts, append=starts.new_full((1,), points))
-
-    code_type = torch.int32 if bound < 2**31 else torch.int64
-    quotients = strides[-1] * groups
+    code_type = torch.int32 if layout.bound < 2**31 else torch.int64
     codes = _vertex_codes(
-        corner_code.index_select(0, first), rank, first, strides[:-1], quotients, code_type
+        corner_code.index_select(0, first),
+        rank,
+        first,
+        layout.strides[:-1],
+        layout.quotients,
+        code_type,
     )
-    sorted_keys, by_key = torch.sort(codes.view(-1))
-    is_first = torch.ones_like(sorted_keys, dtype=torch.bool)
-    is_first[1:] = sorted_keys[1:] != sorted_keys[:-1]
-    heads = is_first.nonzero()[:, 0]
-    simplices_count = first.numel()
-    lattice_of = torch.empty(codes.numel(), dtype=torch.int32, device=corner.device)
-    lattice_of.scatter_(0, by_key, torch.cumsum(is_first, 0, dtype=torch.int32) - 1)
-    vertices = lattice_of.view(d + 1, simplices_count).t().contiguous().index_select(0, simplex_of)
+    return _Part(by_simplex, starts, simplex_of, codes)
 
-    members, slots, counts = _expand_simplices(by_key, heads, by_simplex, starts, sizes, d + 1)
-    up = _neighbours(sorted_keys.index_select(0, heads), strides, groups)
-    return LatticeIndex(vertices, members, by_simplex, slots, counts, up)
+
+class _Named:
+    """The vertices of some remainders (``rows`` of the codes) in order of their codes:
+    where each lattice point's run starts, and the lattice points' codes."""
+
+    def __init__(self, codes: Tensor, rows: range) -> None:
+        self.rows = rows
+        self.sorted_codes, self.by_code = torch.sort(codes[rows.start : rows.stop].reshape(-1))
+        self.is_first = torch.ones_like(self.sorted_codes, dtype=torch.bool)
+        self.is_first[1:] = self.sorted_codes[1:] != self.sorted_codes[:-1]
+        self.heads = self.is_first.nonzero()[:, 0]
+        self.unique = self.sorted_codes.index_select(0, self.heads)
+        self.first_id = 0
+
+    def list(
+        self, lattice_of: Tensor, ordered: Tensor, starts: Tensor, sizes: Tensor, k: int
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Fill in ``lattice_of``'s rows, and list the vertices (:func:`_expand_simplices`)."""
+        numbers = torch.cumsum(self.is_first, 0, dtype=torch.int32)
+        numbers += self.first_id - 1
+        lattice_of[self.rows.start : self.rows.stop].view(-1).scatter_(0, self.by_code, numbers)
+        return _expand_simplices(self.by_code, self.heads, ordered, starts, sizes, self.rows, k)
 
 
 def _group(keys: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -147,25 +268,30 @@ def _vertex_codes(
 
 
 def _expand_simplices(
-    by_key: Tensor, heads: Tensor, by_simplex: Tensor, starts: Tensor, sizes: Tensor, k: int
+    by_key: Tensor,
+    heads: Tensor,
+    ordered: Tensor,
+    starts: Tensor,
+    sizes: Tensor,
+    rows: range,
+    k: int,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """The points of all vertices grouped by lattice point, the slot i·k + r of each
-    (point number i in ``by_simplex``, vertex r), and the vertex count of each lattice
-    point, from the simplex vertices (numbered r · simplices + s) grouped by lattice
-    point: each stands for all the points of its simplex, which lie together in
-    ``by_simplex``.
+    """The points of the vertices r in ``rows`` grouped by lattice point, the slot
+    i·k + r of each (point number i in the order of the simplices, vertex r), and the
+    vertex count of each lattice point, from the simplex vertices (numbered
+    (r - rows.start) · simplices + s) grouped by lattice point: each stands for all the
+    points of its simplex, which lie together in that order.  ``ordered`` holds the
+    point of each slot.
 
     The slots of one simplex vertex run from k·starts[s] + r in steps of k: all the
     slots, one run after the other, are a running sum of k's with a jump at each run's
     first."""
-    points = by_simplex.numel()
-    device = by_simplex.device
-    index = torch.int32 if points * k < 2**31 else torch.int64
-    lengths = sizes.to(index).repeat(k).index_select(0, by_key)
-    vertex_starts = (
-        starts.to(index)[None] * k + torch.arange(k, dtype=index, device=device)[:, None]
-    )
-    sources = vertex_starts.view(-1).index_select(0, by_key)
+    index = ordered.dtype
+    device = ordered.device
+    total = ordered.numel() // k * len(rows)
+    lengths = sizes.to(index).repeat(len(rows)).index_select(0, by_key)
+    vertex = torch.arange(rows.start, rows.stop, dtype=index, device=device)
+    sources = (starts.to(index)[None] * k + vertex[:, None]).view(-1).index_select(0, by_key)
     ends = torch.cumsum(lengths, 0, dtype=index)
     run_starts = ends - lengths
     # a run's first slot less the last slot of the run before, less the step k
@@ -173,10 +299,9 @@ def _expand_simplices(
     jumps[1:] -= sources[:-1]
     lengths -= 1
     jumps[1:] -= lengths[:-1] * k
-    steps = torch.full((points * k,), k, dtype=index, device=device)
+    steps = torch.full((total,), k, dtype=index, device=device)
     steps.scatter_(0, run_starts.long(), jumps)
     slots = torch.cumsum(steps, 0, dtype=index)
-    ordered = by_simplex.to(index)[:, None].expand(points, k).reshape(-1)
     members = ordered.index_select(0, slots)
     counts = torch.diff(run_starts.index_select(0, heads), append=ends[-1:])
     return members, slots, counts
@@ -215,9 +340,10 @@ def _neighbours(codes: Tensor, strides: list[int], groups: int) -> Tensor:
     return up[lattice_points:].view(d + 1, lattice_points)
 
 
-def _index_wide(simplices: Simplices, group: Tensor | None) -> LatticeIndex:
+def _index_wide(parts: list[Simplices], group: Tensor | None) -> LatticeIndex:
     """Lattice points named by their coordinate rows (``wide_lattice``)."""
-    corner, rank = simplices.corner.long(), simplices.rank.long()
+    corner = torch.cat([part.corner for part in parts], 1).long()
+    rank = torch.cat([part.rank for part in parts], 1).long()
     d, points = corner.shape
     device = corner.device
     steps = torch.arange(d + 1, device=device)

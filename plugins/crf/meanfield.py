@@ -7,13 +7,12 @@ the result is differentiable with respect to the unaries (:func:`dense_crf`).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import torch
+from segkit_plugins.crf.fused import LOG2_E, FusedUpdate, softmax2_rows_
 from segkit_plugins.crf.lattice import (
     FilterFunction,
-    Gather,
     LatticeFilter,
     bilateral_filter,
     spatial_filter,
@@ -26,13 +25,11 @@ from segkit_plugins.crf.params import (
     check_device,
     compute_device,
 )
+from segkit_plugins.crf.tasks import Tasks, cpu_tasks
 from torch import Tensor, nn
 from torch.profiler import record_function
 
 from segkit import DataError, check_postprocess_inputs
-
-#: The logits of the updates without autograd are kept in base 2: e^x = 2^(x·log2 e).
-LOG2_E = math.log2(math.e)
 
 
 class TorchDenseCRF:
@@ -144,19 +141,40 @@ def _refine(probs: Tensor, images: Tensor, params: CRFParams) -> Tensor:
         return _mean_field(_log_probability_rows(probs), images, params)
     n, classes, height, width = probs.shape
     filters = _filters(images, params, classes, probs.device)
-    fused = _FusedUpdate(filters, probs) if n == 1 and filters else None
-    rows = probs.new_empty(height * width * n, classes) if fused is None else fused.unary
-    # pixel-major, image-minor rows, floored in the same pass that lays them out
+    if n != 1 or not filters:
+        rows = probs.new_empty(height * width * n, classes)
+        q = _first_q(probs, rows)
+        return _mean_field(rows.log2_(), images, params, start=q, filters=filters)
+    with cpu_tasks(probs.device) as tasks:
+        fused = FusedUpdate(filters, probs, tasks)
+        pixel_rows = probs[0].permute(1, 2, 0).reshape(-1, classes)  # a view: one image
+        q = torch.empty_like(fused.unary)
+        tasks.map(
+            lambda span: _first_q_rows(pixel_rows[span], fused.unary[span], q[span]),
+            tasks.pieces(height * width),
+        )
+        for _ in range(params.iterations):
+            q = fused(q)
+    return q.view(height, width, n, classes).permute(2, 3, 0, 1)
+
+
+def _first_q_rows(probs: Tensor, unary: Tensor, q: Tensor) -> None:
+    """:func:`_first_q` of rows of probabilities, into ``q``, with their floored log2
+    into ``unary``."""
+    torch.clamp_min(probs, PROBABILITY_FLOOR, out=unary)
+    torch.div(unary, unary @ unary.new_ones(unary.shape[1], 1), out=q)
+    unary.log2_()
+
+
+def _first_q(probs: Tensor, rows: Tensor) -> Tensor:
+    """The first Q of N×C×H×W probabilities, the softmax of log p (floored): p over its
+    sum; the floored probabilities go into ``rows``, pixel-major and image-minor, laid out
+    in the same pass."""
+    n, classes, height, width = probs.shape
     torch.clamp_min(
         probs.permute(2, 3, 0, 1), PROBABILITY_FLOOR, out=rows.view(height, width, n, classes)
     )
-    q = rows / (rows @ rows.new_ones(classes, 1))
-    rows.log2_()
-    if fused is None:
-        return _mean_field(rows, images, params, start=q, filters=filters)
-    for _ in range(params.iterations):
-        q = fused(q)
-    return q.view(height, width, n, classes).permute(2, 3, 0, 1)
+    return rows / (rows @ rows.new_ones(classes, 1))
 
 
 def _filters(
@@ -229,7 +247,7 @@ def _mean_field(
         q = torch.softmax(neg_unary, 1)
     fused = None
     if in_place and n == 1 and filters:
-        fused = _FusedUpdate(filters, neg_unary)
+        fused = FusedUpdate(filters, neg_unary, Tasks(0))
         fused.unary.copy_(neg_unary)
     for _ in range(params.iterations if filters else 0):
         if fused is not None:
@@ -251,85 +269,6 @@ def _mean_field(
             q = softmax2_rows_(logits) if in_place else torch.softmax(logits, 1)
     # in the rows' memory layout: the caller's one copy into its own layout is enough
     return q.reshape(height, width, n, classes).permute(2, 3, 0, 1)
-
-
-def softmax2_rows_(logits: Tensor) -> Tensor:
-    """2^logits normalised along dim 1 of (pixels × classes) rows, in place: the softmax
-    of logits given in base 2 (times log2 e), whose rows' maxima are above -60.
-
-    As :func:`softmax_rows_`: the whole buffer is exponentiated at once and each row
-    summed with a matrix-vector product; no shift by each row's maximum is needed while
-    no logit reaches 80 (checked on the whole buffer), and no row underflows to zeros
-    while its maximum is above -60; otherwise it falls back to torch.softmax."""
-    if logits.dim() != 2 or not float(logits.amax()) < 80:
-        return torch.softmax(logits * math.log(2.0), 1)
-    logits.exp2_()
-    totals = logits @ logits.new_ones(logits.shape[1], 1)
-    return logits.div_(totals)
-
-
-class _FusedUpdate:
-    """One image's update Q ← softmax(-ψ_u + Σ_k w_k K̃_k Q), in place in Q.
-
-    The logits, in base 2 (times log2 e, as -ψ_u is given), are a single weighted gather:
-    each pixel reads its vertices on every lattice (whose slicing weights carry w_k) and
-    its own -ψ_u from one table.  Slicing each lattice apart and adding up the messages
-    would write and read the pixels' rows once per lattice more; the table's lattice rows
-    are few (a few percent of the pixels) and are copied into it at each update.
-
-    The gather and the softmax go by blocks of pixels, whose logits stay in the cache
-    until they are written into Q: a fresh buffer for all the logits cost as much in page
-    faults as the softmax itself (the allocator maps a buffer of that size afresh each
-    time), and a pass over a cached block is cheaper than over memory."""
-
-    #: Pixels per block: their logits (21 classes, float32) take about 1.3 MB.
-    BLOCK = 16384
-
-    def __init__(self, filters: list[tuple[LatticeFilter, int]], like: Tensor) -> None:
-        """For one image's rows of -unary (its pixels' rows, or its probabilities), whose
-        -unary, in base 2, goes into :attr:`unary`."""
-        self.lattices = [lattice.to(like.dtype) for lattice, _ in filters]
-        pixels, classes = filters[0][1], like.shape[1]
-        sizes = [lattice.value_rows for lattice in self.lattices]
-        self.starts = [sum(sizes[:k]) for k in range(len(sizes) + 1)]
-        self.table = like.new_empty(self.starts[-1] + pixels, classes)
-        self.unary = self.table[self.starts[-1] :]
-        widths = [1] + [lattice.slice.indices.numel() // pixels for lattice in self.lattices]
-        columns = [sum(widths[:k]) for k in range(len(widths) + 1)]
-        slices = [lattice.slice for lattice in self.lattices]
-        device = like.device
-        indices = torch.empty(pixels, columns[-1], dtype=slices[0].indices.dtype, device=device)
-        weights = like.new_empty(pixels, columns[-1])
-        indices[:, 0] = torch.arange(pixels, device=device) + self.starts[-1]
-        weights[:, 0] = 1
-        for k, (gather, start) in enumerate(zip(slices, self.starts, strict=False)):
-            part = slice(columns[k + 1], columns[k + 2])
-            torch.add(gather.indices.view(pixels, -1), start, out=indices[:, part])
-            torch.mul(gather.weights.view(pixels, -1), LOG2_E, out=weights[:, part])
-        step = columns[-1]
-        block = min(self.BLOCK, pixels)
-        offsets = torch.arange(0, block * step, step, dtype=indices.dtype, device=device)
-        self.blocks = [
-            (
-                first,
-                Gather(
-                    indices[first : first + block].view(-1),
-                    offsets[: min(block, pixels - first)],
-                    weights[first : first + block].view(-1),
-                ),
-            )
-            for first in range(0, pixels, block)
-        ]
-
-    def __call__(self, q: Tensor) -> Tensor:
-        for lattice, start, end in zip(self.lattices, self.starts, self.starts[1:], strict=False):
-            self.table[start:end] = lattice.lattice_values(q)
-        for first, gather in self.blocks:
-            with record_function("lattice slice"):
-                logits = gather(self.table)
-            with record_function("softmax"):
-                q[first : first + logits.shape[0]] = softmax2_rows_(logits)
-        return q
 
 
 def lattice_messages(images: Tensor, params: CRFParams) -> Callable[[Tensor, Tensor], Tensor]:

@@ -36,9 +36,10 @@ class Simplices:
         return self.rank.shape[1]
 
 
-def enclosing_simplices(features: Tensor) -> Simplices:
+def enclosing_simplices(features: Tensor, barycentric: Tensor | None = None) -> Simplices:
     """The simplices enclosing the points given as columns of the d × points float32
-    ``features`` (already divided by the kernel widths)."""
+    ``features`` (already divided by the kernel widths); the barycentric weights go into
+    ``barycentric`` (points × (d+1)) when it is given."""
     d, points = features.shape
     device = features.device
     inv_std_dev = float(np.float32(math.sqrt(2.0 / 3.0) * (d + 1)))
@@ -76,7 +77,8 @@ def enclosing_simplices(features: Tensor) -> Simplices:
     # order the v, so u is the v sorted, which a sorting network of minima and maxima
     # does faster than a scatter by rank.
     u = _sorted_rows(list((elevated - remainder0) * down))
-    barycentric = torch.empty(points, d + 1, dtype=torch.float32, device=device)
+    if barycentric is None:
+        barycentric = torch.empty(points, d + 1, dtype=torch.float32, device=device)
     for k in range(1, d + 1):
         torch.sub(u[k], u[k - 1], out=barycentric[:, k])
     torch.add(u[0], 1 - u[d], out=barycentric[:, 0])
