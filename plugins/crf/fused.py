@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 import torch
-from segkit_plugins.crf.lattice import Gather, LatticeFilter
+from segkit_plugins.crf.lattice import Gather, LatticeFilter, joined_rows
 from segkit_plugins.crf.tasks import Tasks
 from torch import Tensor
 from torch.profiler import record_function
@@ -46,9 +46,9 @@ class FusedUpdate:
     faults as the softmax itself (the allocator maps a buffer of that size afresh each
     time, where it reuses smaller ones)."""
 
-    #: Logits per block (1 MB in float32): enough blocks to share out evenly, each a few
+    #: Logits per block (2 MB in float32): enough blocks to share out evenly, each a few
     #: milliseconds of work.
-    BLOCK = 2**18
+    BLOCK = 2**19
 
     def __init__(
         self, filters: list[tuple[LatticeFilter, int]], like: Tensor, tasks: Tasks
@@ -65,7 +65,7 @@ class FusedUpdate:
         self.splats = [
             (k, part)
             for k, lattice in enumerate(self.lattices)
-            for part in lattice.splat.split(tasks.workers)
+            for part in lattice.splat_pieces(tasks.workers)
         ]
         widths = [1] + [lattice.slice.indices.numel() // pixels for lattice in self.lattices]
         columns = [sum(widths[:k]) for k in range(len(widths) + 1)]
@@ -98,7 +98,7 @@ class FusedUpdate:
         with record_function("lattice splat"):
             splatted = self.tasks.map(lambda job: job[1](q), self.splats)
         values = [
-            torch.cat([out for (k, _), out in zip(self.splats, splatted, strict=True) if k == i])
+            joined_rows([out for (k, _), out in zip(self.splats, splatted, strict=True) if k == i])
             for i in range(len(self.lattices))
         ]
         self.tasks.map(lambda k: self._blur(k, values[k]), range(len(self.lattices)))

@@ -85,6 +85,13 @@ class LatticeFilter:
     def __init__(self, splat: Gather, blurs: list[Gather], slice_: Gather) -> None:
         self.splat, self.blurs, self.slice = splat, blurs, slice_
         self._by_dtype: dict[torch.dtype, LatticeFilter] = {splat.weights.dtype: self}
+        self._splat_pieces: dict[int, list[Gather]] = {}
+
+    def splat_pieces(self, pieces: int) -> list[Gather]:
+        """The splat in ``pieces`` of about equal work (:meth:`Gather.split`)."""
+        if pieces not in self._splat_pieces:
+            self._splat_pieces[pieces] = self.splat.split(pieces)
+        return self._splat_pieces[pieces]
 
     @property
     def lattice_points(self) -> int:
@@ -111,8 +118,10 @@ class LatticeFilter:
     def lattice_values(self, x: Tensor, transpose: bool = False) -> Tensor:
         """``x`` splatted onto the lattice and blurred: what slicing reads back."""
         ops = self.to(x.dtype)
-        with record_function("lattice splat"):
-            values = ops.splat(x)
+        # in pieces of equal work: PyTorch's threads would split the lattice points evenly,
+        # and a few points of flat regions take most pixels
+        with record_function("lattice splat"), cpu_tasks(x.device) as tasks:
+            values = joined_rows(tasks.map(lambda piece: piece(x), ops.splat_pieces(tasks.workers)))
         return ops.blur(values, transpose)
 
     def blur(self, values: Tensor, transpose: bool = False) -> Tensor:
@@ -270,6 +279,11 @@ def _normalise(barycentric: Tensor, vertices: Tensor, mass: Tensor, alpha: float
     offsets = torch.arange(0, points * k, k, device=vertices.device, dtype=vertices.dtype)
     constant = Gather(vertices.view(-1), offsets, barycentric.view(-1))(mass[:, None])
     barycentric *= torch.rsqrt(constant * alpha + 1e-20)
+
+
+def joined_rows(pieces: list[Tensor]) -> Tensor:
+    """The rows of ``pieces`` one after the other (no copy of a single piece)."""
+    return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
 
 
 def _bag_starts(counts: Tensor) -> Tensor:

@@ -117,7 +117,7 @@ def index_lattice(
     """The lattice points of the simplices of the points, given in ``parts`` (the points
     of ``spans``); points of different ``group`` (an int64 per point, or None for one
     group) never share one.  The parts are grouped by simplex apart, and the lattice
-    points are named and listed by remainders, the lower and the upper half apart."""
+    points are named and listed in two runs of codes apart."""
     d = parts[0].corner.shape[0]
     points = spans[-1].stop
     layout = _Layout.of(parts, groups)
@@ -137,10 +137,7 @@ def index_lattice(
         [part.starts + span.start for part, span in zip(grouped, spans, strict=True)]
     )
     sizes = torch.diff(starts, append=starts.new_full((1,), points))
-    classes = (
-        [range(0, (d + 2) // 2), range((d + 2) // 2, d + 1)] if tasks.helpers else [range(d + 1)]
-    )
-    named = tasks.map(lambda rows: _Named(codes, rows), classes)
+    named = tasks.map(lambda side: _Named(codes.view(-1), side), _sides(codes.view(-1), tasks))
     heads_before = 0
     for entry in named:
         entry.first_id = heads_before
@@ -168,7 +165,7 @@ def index_lattice(
     slots = torch.cat([entry[1] for entry in listed])
     counts = torch.cat([entry[2] for entry in listed])
     unique = torch.cat([entry.unique for entry in named])
-    up = _neighbours(unique, layout.strides, groups)
+    up = _neighbours(unique, layout.strides)
     return LatticeIndex(vertices, members, by_simplex, slots, counts, up)
 
 
@@ -202,13 +199,27 @@ def _group_part(simplices: Simplices, group: Tensor | None, layout: _Layout) -> 
     return _Part(by_simplex, starts, simplex_of, codes)
 
 
-class _Named:
-    """The vertices of some remainders (``rows`` of the codes) in order of their codes:
-    where each lattice point's run starts, and the lattice points' codes."""
+def _sides(codes: Tensor, tasks: Tasks) -> list[Tensor | None]:
+    """Which of ``codes`` to name apart: the numbers of those below a middle code and of
+    the others, or all of them (None) without helpers."""
+    if not tasks.helpers or codes.numel() < 2**16:
+        return [None]
+    middle = torch.sort(codes[:: max(codes.numel() // 1024, 1)]).values[512]
+    low = codes < middle
+    return tasks.map(lambda side: side.nonzero()[:, 0], [low, ~low])
 
-    def __init__(self, codes: Tensor, rows: range) -> None:
-        self.rows = rows
-        self.sorted_codes, self.by_code = torch.sort(codes[rows.start : rows.stop].reshape(-1))
+
+class _Named:
+    """Some simplex vertices (``entries`` of all, numbered r · simplices + s; None: all)
+    in order of their codes: where each lattice point's run starts, and the lattice
+    points' codes."""
+
+    def __init__(self, codes: Tensor, entries: Tensor | None) -> None:
+        self.sorted_codes, self.by_code = torch.sort(
+            codes if entries is None else codes.index_select(0, entries)
+        )
+        if entries is not None:
+            self.by_code = entries.index_select(0, self.by_code)
         self.is_first = torch.ones_like(self.sorted_codes, dtype=torch.bool)
         self.is_first[1:] = self.sorted_codes[1:] != self.sorted_codes[:-1]
         self.heads = self.is_first.nonzero()[:, 0]
@@ -218,11 +229,12 @@ class _Named:
     def list(
         self, lattice_of: Tensor, ordered: Tensor, starts: Tensor, sizes: Tensor, k: int
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """Fill in ``lattice_of``'s rows, and list the vertices (:func:`_expand_simplices`)."""
+        """Fill in ``lattice_of`` for these vertices, and list them
+        (:func:`_expand_simplices`)."""
         numbers = torch.cumsum(self.is_first, 0, dtype=torch.int32)
         numbers += self.first_id - 1
-        lattice_of[self.rows.start : self.rows.stop].view(-1).scatter_(0, self.by_code, numbers)
-        return _expand_simplices(self.by_code, self.heads, ordered, starts, sizes, self.rows, k)
+        lattice_of.view(-1).scatter_(0, self.by_code, numbers)
+        return _expand_simplices(self.by_code, self.heads, ordered, starts, sizes, k)
 
 
 def _group(keys: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -261,36 +273,27 @@ def _vertex_codes(
     codes = torch.empty_like(digit_by_rank)
     codes[0] = corner_code
     codes[1:] = corner_code.to(dtype) - torch.cumsum(digit_by_rank.flip(0)[:d], 0, dtype=dtype)
-    codes += torch.arange(0, (d + 1) * quotients, quotients, dtype=dtype, device=rank.device)[
-        :, None
-    ]
+    codes *= d + 1
+    codes += torch.arange(d + 1, dtype=dtype, device=rank.device)[:, None]
     return codes
 
 
 def _expand_simplices(
-    by_key: Tensor,
-    heads: Tensor,
-    ordered: Tensor,
-    starts: Tensor,
-    sizes: Tensor,
-    rows: range,
-    k: int,
+    by_key: Tensor, heads: Tensor, ordered: Tensor, starts: Tensor, sizes: Tensor, k: int
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """The points of the vertices r in ``rows`` grouped by lattice point, the slot
-    i·k + r of each (point number i in the order of the simplices, vertex r), and the
-    vertex count of each lattice point, from the simplex vertices (numbered
-    (r - rows.start) · simplices + s) grouped by lattice point: each stands for all the
-    points of its simplex, which lie together in that order.  ``ordered`` holds the
-    point of each slot.
+    """The points of the simplex vertices ``by_key`` (numbered r · simplices + s, grouped
+    by lattice point, each lattice point's first at ``heads``), the slot i·k + r of each
+    (point number i in the order of the simplices, vertex r), and the vertex count of
+    each lattice point: each simplex vertex stands for all the points of its simplex,
+    which lie together in that order.  ``ordered`` holds the point of each slot.
 
     The slots of one simplex vertex run from k·starts[s] + r in steps of k: all the
     slots, one run after the other, are a running sum of k's with a jump at each run's
     first."""
     index = ordered.dtype
     device = ordered.device
-    total = ordered.numel() // k * len(rows)
-    lengths = sizes.to(index).repeat(len(rows)).index_select(0, by_key)
-    vertex = torch.arange(rows.start, rows.stop, dtype=index, device=device)
+    vertex = torch.arange(k, dtype=index, device=device)
+    lengths = sizes.to(index).repeat(k).index_select(0, by_key)
     sources = (starts.to(index)[None] * k + vertex[:, None]).view(-1).index_select(0, by_key)
     ends = torch.cumsum(lengths, 0, dtype=index)
     run_starts = ends - lengths
@@ -299,7 +302,7 @@ def _expand_simplices(
     jumps[1:] -= sources[:-1]
     lengths -= 1
     jumps[1:] -= lengths[:-1] * k
-    steps = torch.full((total,), k, dtype=index, device=device)
+    steps = torch.full((int(ends[-1]),), k, dtype=index, device=device)
     steps.scatter_(0, run_starts.long(), jumps)
     slots = torch.cumsum(steps, 0, dtype=index)
     members = ordered.index_select(0, slots)
@@ -307,7 +310,7 @@ def _expand_simplices(
     return members, slots, counts
 
 
-def _neighbours(codes: Tensor, strides: list[int], groups: int) -> Tensor:
+def _neighbours(codes: Tensor, strides: list[int]) -> Tensor:
     """Each lattice point's neighbour one step along each direction, (d+1) × L (L: none),
     for the lattice points' codes (sorted).
 
@@ -317,19 +320,19 @@ def _neighbours(codes: Tensor, strides: list[int], groups: int) -> Tensor:
     sorted together with the points' (the points' first at equal codes): each finds its
     point just before it, where there is one."""
     d = len(strides) - 1
+    k = d + 1
     lattice_points = codes.numel()
-    quotients = strides[-1] * groups  # the codes of one remainder
     total = sum(strides[:d])
-    step_down = [s - quotients for s in strides[:d]] + [-quotients]
-    step_wrap = [d * quotients - total + s for s in strides[:d]] + [d * quotients - total]
+    step_down = [k * s - 1 for s in strides[:d]] + [-1]
+    step_wrap = [d - k * (total - s) for s in strides[:d]] + [d - k * total]
     device = codes.device
     moves = torch.where(
-        codes[None] >= quotients,
+        codes[None] % k > 0,
         torch.tensor(step_down, device=device)[:, None],
         torch.tensor(step_wrap, device=device)[:, None],
     )
     wanted = codes[None] + moves.to(codes.dtype)
-    tagged = torch.int32 if 2 * (d + 1) * quotients < 2**31 else torch.int64
+    tagged = torch.int32 if 2 * int(codes[-1]) + 2 * k * total < 2**31 else torch.int64
     both = torch.cat([codes.to(tagged) * 2, wanted.view(-1).to(tagged) * 2 + 1])
     sorted_both, by_both = torch.sort(both)
     is_point = (sorted_both & 1) == 0
@@ -337,7 +340,7 @@ def _neighbours(codes: Tensor, strides: list[int], groups: int) -> Tensor:
     found = (codes.index_select(0, last_point).to(tagged) * 2 + 1 == sorted_both) & ~is_point
     numbers = torch.where(found, last_point, lattice_points)
     up = torch.empty_like(numbers).scatter_(0, by_both, numbers)
-    return up[lattice_points:].view(d + 1, lattice_points)
+    return up[lattice_points:].view(k, lattice_points)
 
 
 def _index_wide(parts: list[Simplices], group: Tensor | None) -> LatticeIndex:
