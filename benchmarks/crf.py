@@ -39,7 +39,8 @@ threads, 3 rounds) and the stage profiles:
 ``benchmarks/crf_results.md`` ran the first in three narrower parts (its commands are
 listed there): --sizes, --unaries, --iterations, --threads, --rounds and --crfs narrow a
 run, --part left|right keeps one half of each photograph.  On a CUDA machine
-``--device cuda --batch 8`` times segkit's two CRFs in batches instead.
+``--device cuda --batch 8`` times segkit's two CRFs and the published ConvCRF (its
+``use_gpu=True``) in batches instead, with their mIoU.
 """
 
 from __future__ import annotations
@@ -55,7 +56,13 @@ import time
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch
-from crf_contenders import PUBLISHED_FILTER_SIZE, contenders, convcrf_repo, segkit_version
+from crf_contenders import (
+    PUBLISHED_FILTER_SIZE,
+    contenders,
+    convcrf_repo,
+    load_published,
+    segkit_version,
+)
 from crf_data import KINDS, example_photos, label_iou, size_of
 from crf_timing import Case, Runs, SideBySide, interleaved, make_photos
 
@@ -247,29 +254,64 @@ def run_profile(args: argparse.Namespace, repo) -> None:
 
 
 def run_cuda(args: argparse.Namespace, repo) -> None:
-    """segkit's two CRFs on batches of the photographs, on the GPU."""
+    """segkit's two CRFs, and the published ConvCRF on the GPU as its authors run it
+    (``use_gpu=True``), on batches of the photographs: median seconds per image over
+    ``--rounds`` calls after a warm-up, and mIoU against the labels."""
+    build = __import__("segkit").build_postprocessor
+    print(f"\n{torch.cuda.get_device_name()}, batches of {args.batch}, {args.rounds} rounds\n")
+    print("| CRF | size | unaries | iterations | s / image (median, min–max) | mIoU labels |")
+    print("|---|---|---|---|---|---|")
     for megapixels in args.sizes:
-        photos = make_photos(Case(megapixels, "network", args.seed), repo)
-        batch = [photos[i % len(photos)] for i in range(args.batch)]
-        probs = torch.cat([p.probs for p in batch]).cuda()
-        images = torch.cat([p.image for p in batch]).cuda()
-        for iterations in args.iterations:
-            for name in ("convcrf", "densecrf_torch"):
-                settings = {} if name == "convcrf" else contenders(None)[name].settings
-                crf = __import__("segkit").build_postprocessor(
-                    name, device="cuda", iterations=iterations, **settings
-                )
-                crf(probs, images)
-                torch.cuda.synchronize()
-                start = time.perf_counter()
-                crf(probs, images)
-                torch.cuda.synchronize()
-                seconds = (time.perf_counter() - start) / args.batch
-                height, width = probs.shape[-2:]
-                print(
-                    f"{name}: {width}×{height}, {iterations} iterations, batch "
-                    f"{args.batch}: {seconds:.4f} s / image"
-                )
+        for kind in [k for k in args.unaries if k != "demo"]:
+            photos = make_photos(Case(megapixels, kind, args.seed), repo)
+            batch = [photos[i % len(photos)] for i in range(args.batch)]
+            probs = torch.cat([p.probs for p in batch]).cuda()
+            images = torch.cat([p.image for p in batch]).cuda()
+            unaries = torch.cat([p.published_unary for p in batch]).cuda()
+            truth = torch.stack([p.labels for p in batch]).cuda()
+            height, width = probs.shape[-2:]
+            for iterations in args.iterations:
+                crfs = {
+                    "convcrf": build("convcrf", device="cuda", iterations=iterations),
+                    "densecrf_torch": build(
+                        "densecrf_torch",
+                        device="cuda",
+                        iterations=iterations,
+                        **contenders(None)["densecrf_torch"].settings,
+                    ),
+                }
+                inputs = dict.fromkeys(crfs, (probs, images))
+                if repo is not None:
+                    crfs["published ConvCRF"] = published_on_gpu(repo, (height, width), iterations)
+                    inputs["published ConvCRF"] = (unaries, images.float())
+                for name, crf in crfs.items():
+                    if args.crfs and name not in args.crfs:
+                        continue
+                    with torch.no_grad():
+                        out = crf(*inputs[name])  # warm-up
+                        torch.cuda.synchronize()
+                        walls = []
+                        for _ in range(args.rounds):
+                            start = time.perf_counter()
+                            out = crf(*inputs[name])
+                            torch.cuda.synchronize()
+                            walls.append((time.perf_counter() - start) / args.batch)
+                    miou = label_iou(out.argmax(1), truth, CLASSES)
+                    print(
+                        f"| {name} | {width}×{height} | {kind} | {iterations} | "
+                        f"{statistics.median(walls):.4f} ({min(walls):.4f}–{max(walls):.4f}) "
+                        f"| {miou:.4f} |"
+                    )
+                    sys.stdout.flush()
+
+
+def published_on_gpu(repo, shape: tuple[int, int], iterations: int):
+    """The published ConvCRF's ``GaussCRF`` on CUDA as its demo builds it there."""
+    module = load_published(repo)[0]
+    conf = dict(module.default_conf)
+    conf["filter_size"] = PUBLISHED_FILTER_SIZE
+    crf = module.GaussCRF(conf=conf, shape=shape, nclasses=CLASSES, use_gpu=True).cuda()
+    return lambda unary, image: crf.forward(unary=unary, img=image, num_iter=iterations)
 
 
 def main() -> None:

@@ -86,7 +86,7 @@ def quickstart_checkpoint(folder: Path) -> Path:
     from segkit.core import get_plugins, load_config
     from segkit.data import build_dataset
     from segkit.model.assembly import build_model
-    from segkit.model.checkpoint import save_checkpoint
+    from segkit.model.checkpoint import model_payload, save_checkpoint
 
     registry = get_plugins().registry
     config = load_config(ROOT / "configs" / "deeplab_crf.toml", registry=registry)
@@ -95,13 +95,8 @@ def quickstart_checkpoint(folder: Path) -> Path:
     classes = len(dataset.class_names)
     torch.manual_seed(0)
     model = build_model(config, classes, registry)
-    payload = {
-        "config": config.to_dict(),
-        "num_classes": classes,
-        "class_names": list(dataset.class_names),
-        "palette": np.asarray(dataset.palette)[:classes].tolist(),
-        "model": model.state_dict(),
-    }
+    palette = np.asarray(dataset.palette)[:classes]
+    payload = model_payload(config, model, list(dataset.class_names), palette)
     return save_checkpoint(folder / "quickstart_random.pt", payload)
 
 

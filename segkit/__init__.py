@@ -7,8 +7,7 @@ The public API is this package and its rooms' ``__init__`` modules: ``segkit.cor
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from segkit.core import (
     CheckpointError,
@@ -21,6 +20,7 @@ from segkit.core import (
     SegkitError,
     hookimpl,
 )
+from segkit.core.lazy import lazy_names
 
 # The rest loads on first use, so that `segkit --help` and plugin listing do not wait
 # for PyTorch: ``segkit.Segmenter`` imports the inference room when first named.
@@ -79,17 +79,7 @@ if TYPE_CHECKING:
     )
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'segkit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())
 
 
 __version__ = "0.1.0"

@@ -23,6 +23,7 @@ This module imports pytest: import it from tests only, never from a plugin.
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -30,7 +31,7 @@ import pytest
 import torch
 
 from segkit.core import DataError, IncompatiblePartsError, Part, Registry, load_plugins
-from segkit.data import Sample, SegmentationDataset
+from segkit.data import Sample, SampleInfo, SegmentationDataset
 from segkit.model import BackboneInfo, FeatureInfo, build_model_from_parts
 
 __all__ = [
@@ -304,7 +305,9 @@ class PostprocessorConformance(_Conformance):
 
 class DatasetConformance(_Conformance):
     """A dataset split yields :class:`segkit.Sample` items: uint8 H×W×3 images and
-    H×W uint8 masks (or none) with labels below ``num_classes`` or 255."""
+    H×W uint8 masks (or none) with labels below ``num_classes`` or 255; ``describe``
+    tells of an item what reading it shows, and a dataset that reads files lists them
+    in ``source_files``."""
 
     split: ClassVar[str] = "train"
     #: How many items to read (first, middle, last ...).
@@ -321,12 +324,14 @@ class DatasetConformance(_Conformance):
         assert dataset.num_classes >= 2 and len(dataset.class_names) == dataset.num_classes
         assert dataset.palette.shape[0] >= dataset.num_classes
 
-    def test_samples_have_rgb_images_and_matching_masks(self, dataset):
+    def indices(self, dataset) -> list[int]:
         count = len(dataset)
-        indices = sorted(
+        return sorted(
             {round(i * (count - 1) / max(1, self.samples - 1)) for i in range(self.samples)}
         )
-        for index in indices:
+
+    def test_samples_have_rgb_images_and_matching_masks(self, dataset):
+        for index in self.indices(dataset):
             sample = dataset[index]
             assert isinstance(sample, Sample), f"item {index} is {type(sample).__name__}"
             image, mask = sample.image, sample.mask
@@ -339,3 +344,23 @@ class DatasetConformance(_Conformance):
             labels = np.unique(mask)
             bad = labels[(labels >= dataset.num_classes) & (labels != 255)]
             assert bad.size == 0, f"item {index}: labels {bad.tolist()} >= {dataset.num_classes}"
+
+    def test_describe_agrees_with_the_samples(self, dataset):
+        for index in self.indices(dataset):
+            sample, info = dataset[index], dataset.describe(index)
+            assert isinstance(info, SampleInfo), f"describe({index}) is {type(info).__name__}"
+            assert (info.height, info.width) == sample.image.shape[:2], index
+            if sample.mask is None:
+                assert info.mask is None, index
+            else:
+                np.testing.assert_array_equal(info.mask, sample.mask, err_msg=f"item {index}")
+
+    def test_source_files_list_the_files_read(self, dataset):
+        files = {Path(f).resolve() for f in dataset.source_files()}
+        missing = sorted(str(f) for f in files if not f.is_file())
+        assert not missing, f"source_files() lists files that do not exist: {missing[:3]}"
+        for index in self.indices(dataset):
+            sample = dataset[index]
+            for path in (sample.path, sample.mask_path):
+                if path is not None and Path(path).is_file():
+                    assert Path(path).resolve() in files, f"{path} is read but not listed"

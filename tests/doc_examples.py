@@ -39,6 +39,14 @@ from PIL import Image
 from segkit.cli import main
 from segkit.core import load_config, load_plugins
 
+from .dataset_fixtures import (
+    write_ade20k,
+    write_cityscapes,
+    write_coco,
+    write_folder,
+    write_labelme,
+)
+
 ROOT = Path(__file__).resolve().parent.parent
 
 #: The languages a page's code blocks may use; anything else is a mistake in the page.
@@ -138,7 +146,7 @@ def shell_commands(block: Block) -> Iterator[str]:
 
 
 def make_reader_folder(folder: Path) -> Path:
-    """A reader's folder: the shipped configs, photographs, rough labels and a dataset."""
+    """A reader's folder: the shipped configs, photographs, rough labels and datasets."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "configs").symlink_to(ROOT / "configs", target_is_directory=True)
     rng = np.random.default_rng(0)
@@ -161,6 +169,12 @@ def make_reader_folder(folder: Path) -> Path:
         image[mask > 0] = (220, 40, 40) if index % 2 == 0 else (40, 40, 220)
         Image.fromarray(image).save(folder / "my_data" / "images" / f"street_{index:03}.jpg")
         Image.fromarray(mask).save(folder / "my_data" / "masks" / f"street_{index:03}.png")
+    # the layouts of docs/guides/datasets.md, small
+    write_cityscapes(folder / "cityscapes")
+    write_ade20k(folder / "ade20k")
+    write_coco(folder / "my_coco", images=6)
+    write_labelme(folder / "my_labelme")
+    write_folder(folder / "my_binary", count=6, binary=True)
     return folder
 
 

@@ -14,7 +14,7 @@ from segkit.core.config import Config, config_from_dict, read_toml
 from segkit.core.registry import Registry
 from segkit.data.dataset import voc_palette
 from segkit.model.assembly import build_model
-from segkit.model.checkpoint import save_checkpoint
+from segkit.model.checkpoint import model_payload, save_checkpoint
 
 from .tiny import write_tiny_config
 
@@ -60,13 +60,7 @@ def tiny_checkpoint(folder: Path, registry: Registry, extra: str = "") -> Path:
     with torch.no_grad():  # random class scores, not the zero-initialised classifier
         for parameter in model.parameters():
             parameter.add_(0.1 * torch.randn_like(parameter))
-    payload = {
-        "config": config.to_dict(),
-        "num_classes": len(CLASS_NAMES),
-        "class_names": CLASS_NAMES,
-        "palette": voc_palette(len(CLASS_NAMES)).tolist(),
-        "model": model.state_dict(),
-    }
+    payload = model_payload(config, model, CLASS_NAMES, voc_palette(len(CLASS_NAMES)))
     return save_checkpoint(folder / "tiny.pt", payload)
 
 

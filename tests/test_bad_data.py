@@ -3,6 +3,8 @@ the file, exit 2, and nothing written."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -201,3 +203,37 @@ def test_class_names_print_as_written_not_as_console_markup():
     console.print(metrics_table(summary, names))
     shown = console.file.getvalue()
     assert "[bold]car[/]" in shown and "[red]" in shown
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        MemoryError(),
+        RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9 GB"),
+        RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+    ],
+)
+def test_running_out_of_memory_is_one_line_not_an_internal_error(
+    tmp_path, capsys, monkeypatch, error
+):
+    from segkit.model import summary
+
+    from .tiny import write_tiny_config
+
+    def exhausted(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(summary, "layer_summary", exhausted)
+    config = write_tiny_config(tmp_path)
+    assert main(["summary", str(config), "--input", "3x4000x6000"]) == 2
+    line = one_error_line(capsys)
+    assert line.startswith("error: out of memory (") and "smaller images or --input" in line
+
+
+def test_a_device_given_as_an_image_is_named(checkpoint, tmp_path, capsys):
+    fifo = tmp_path / "photo.png"
+    os.mkfifo(fifo)
+    assert main(["predict", str(checkpoint), str(fifo), "--out", str(tmp_path / "out")]) == 2
+    assert "is neither an image file nor a folder (a device, pipe or socket)" in one_error_line(
+        capsys
+    )

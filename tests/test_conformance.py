@@ -19,6 +19,7 @@ from segkit.testing import (
     PostprocessorConformance,
     UpsamplerConformance,
 )
+from tests.dataset_fixtures import write_ade20k, write_cityscapes, write_coco, write_labelme
 
 #: The registered names, read when the tests are collected.
 NAMES = {kind: load_plugins().registry.names(kind) for kind in KINDS}
@@ -52,6 +53,10 @@ PARAMS = {
     ("dataset", "synthetic"): {"train_size": 4, "val_size": 2, "min_size": 48, "max_size": 56},
     ("dataset", "folder"): {"root": "folder", "num_classes": 4, "val_fraction": 0.34},
     ("dataset", "voc"): {"root": "VOCdevkit"},
+    ("dataset", "cityscapes"): {"root": "cityscapes"},
+    ("dataset", "ade20k"): {"root": "ade20k"},
+    ("dataset", "coco"): {"root": "coco", "val_fraction": 0.25},
+    ("dataset", "labelme"): {"root": "labelme", "val_fraction": 0.25},
 }
 
 #: Heads and a backbone each must refuse (the others sit on any backbone).
@@ -112,7 +117,7 @@ def write_pair(image_path, mask_path, seed: int, labels: int) -> None:
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    """A tiny VOCdevkit and a tiny images/ + masks/ folder."""
+    """A tiny tree for each dataset that reads one."""
     root = tmp_path_factory.mktemp("datasets")
     voc = root / "VOCdevkit" / "VOC2012"
     for folder in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
@@ -125,6 +130,10 @@ def data_root(tmp_path_factory):
         (root / "folder" / folder).mkdir(parents=True)
     for i in range(3):
         write_pair(root / f"folder/images/{i}.png", root / f"folder/masks/{i}.png", 10 + i, 4)
+    write_cityscapes(root / "cityscapes")
+    write_ade20k(root / "ade20k")
+    write_coco(root / "coco")
+    write_labelme(root / "labelme")
     return root
 
 

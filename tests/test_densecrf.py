@@ -321,7 +321,8 @@ def test_chain_applies_post_processors_in_order():
         calls.append("sharpen")
         return (p**2) / (p**2).sum(1, keepdim=True)
 
-    crf = segkit.build_postprocessor("densecrf_torch", iterations=2)
+    # on the CPU: on CUDA the lattice's atomic sums differ in the last bits run to run
+    crf = segkit.build_postprocessor("densecrf_torch", iterations=2, device="cpu")
 
     def recorded_crf(p, images):
         calls.append("crf")

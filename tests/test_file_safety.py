@@ -9,11 +9,13 @@ after).
 from __future__ import annotations
 
 import errno
+import io
 import os
 import shutil
 import socket
 import stat
 import threading
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -407,3 +409,24 @@ def test_a_run_whose_disk_fills_up_can_resume(tmp_path, capsys, monkeypatch):
     monkeypatch.undo()  # space again: the same command goes on from epoch 1
     assert main([*argv, "--set", "train.epochs=2"]) == 0
     assert load_checkpoint(run_dir / "last.pt")["epoch"] == 2
+
+
+def test_dev_stdout_is_written_to_the_commands_own_output(checkpoint, tmp_path):
+    """`--out /dev/stdout` with the output redirected to a file: the bytes land in that
+    file after what was printed before, not in a new file opened over it."""
+    import subprocess
+    import sys
+
+    captured = tmp_path / "captured.bin"
+    command = [sys.executable, "-m", "segkit", "export", str(checkpoint)]
+    command += ["--out", "/dev/stdout", "--format", "torchscript"]
+    with captured.open("wb") as out:
+        out.write(b"before\n")
+        out.flush()
+        done = subprocess.run(command, stdout=out, stderr=subprocess.PIPE, timeout=300)
+    assert done.returncode == 0, done.stderr
+    data = captured.read_bytes()
+    assert data.startswith(b"before\nPK\x03\x04")  # the TorchScript zip follows, alone
+    assert b"checked with torch.jit" in done.stderr  # the messages keep out of its way
+    names = zipfile.ZipFile(io.BytesIO(data[len(b"before\n") :])).namelist()
+    assert any(name.endswith("extra/segkit.json") for name in names), names

@@ -124,9 +124,11 @@ def test_readme_synopses_match_the_help():
     synopses = readme_synopses()
     assert set(synopses) == set(subcommands), "every command has one synopsis line"
     for command, synopsis in synopses.items():
-        options = {
-            s: action for action in subcommands[command]._actions for s in action.option_strings
-        }
+        parser = subcommands[command]
+        nested = [a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction"]
+        if nested:  # `segkit data check ...`: the options are the sub-command's
+            parser = nested[0].choices[synopsis.split()[0]]
+        options = {s: action for action in parser._actions for s in action.option_strings}
         depth, seen = 0, set()
         for token in re.findall(r"\[|\]|--[\w-]+", synopsis):
             if token in "[]":
@@ -140,7 +142,7 @@ def test_readme_synopses_match_the_help():
             seen.add(options[token].dest)
         missing = {
             a.option_strings[0]
-            for a in subcommands[command]._actions
+            for a in parser._actions
             if a.required and a.option_strings and a.dest not in seen
         }
         assert not missing, f"README: segkit {command} lacks required {missing}"

@@ -104,6 +104,27 @@ def test_channels_last_step_equals_the_contiguous_one():
     assert torch.cosine_similarity(plain_step, last_step, 0) > 0.999
 
 
+def test_a_step_the_gradient_scaler_skips_still_counts_and_warns_nothing():
+    """float16's scaler skips the first steps while its gradients overflow (on CUDA, seen
+    in the quickstart); a scaled loss beyond float32's range does the same on the CPU."""
+    import warnings
+
+    model = tiny_model().train()
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**40)
+    cross_entropy = build_loss([LossTerm("cross_entropy")], LossTask(3), REGISTRY)
+    loss = lambda logits, masks: cross_entropy(logits, masks) * 1e30  # noqa: E731
+    images, masks = torch.randn(2, 3, 40, 40), torch.randint(0, 3, (2, 40, 40))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train_step(model, images, masks, loss, optimizer, scheduler, scaler, Precision())
+    assert scaler.get_scale() < 2.0**40  # the step was skipped ...
+    assert all(torch.equal(before[name], p) for name, p in model.named_parameters())
+    assert scheduler.last_epoch == 1  # ... and the schedule counted it
+
+
 def test_a_run_with_amp_and_channels_last_on_the_cpu(tmp_path):
     config = write_tiny_config(tmp_path, epochs=1, steps='["train", "evaluate"]')
     run_dir = tmp_path / "out"

@@ -185,3 +185,29 @@ def test_overwrite_never_removes_the_config_it_runs(run_copy, capsys):
     assert main(argv) == 2
     one_error_line(capsys, "--overwrite would remove", "config.toml", "copy it out of")
     assert folder_state(run_dir) == before
+
+
+def _wait_after_signalling(started) -> None:
+    started.set()
+    time.sleep(30)
+
+
+def test_a_process_forked_during_a_run_does_not_keep_its_folder_locked(tmp_path):
+    """Worker processes forked while a run holds its lock (the dense CRF's pool outlives
+    the run) must not hold the lock once the run lets the folder go."""
+    import multiprocessing
+
+    from segkit.train.run_files import lock_run_folder
+
+    lock = lock_run_folder(tmp_path)
+    context = multiprocessing.get_context("fork")
+    started = context.Event()
+    child = context.Process(target=_wait_after_signalling, args=(started,))
+    child.start()
+    try:
+        assert started.wait(60)
+        lock.release()
+        lock_run_folder(tmp_path).release()  # taken again while the child still lives
+    finally:
+        child.kill()
+        child.join()

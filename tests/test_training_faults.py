@@ -91,8 +91,11 @@ def test_crops_without_labels_are_counted_and_reported_each_epoch(tmp_path, caps
     (root / "masks").mkdir()
     for index in range(8):
         Image.new("RGB", (48, 48), (index * 30, 90, 30)).save(root / "images" / f"im{index}.png")
-        label = IGNORE_INDEX if index % 2 else 1  # half the masks are entirely "ignore"
-        Image.new("L", (48, 48), label).save(root / "masks" / f"im{index}.png")
+        mask = np.zeros((48, 48), np.uint8)  # background, and class 1 in the top half
+        mask[:24] = 1
+        if index % 2:  # half the masks are entirely "ignore"
+            mask[:] = IGNORE_INDEX
+        Image.fromarray(mask).save(root / "masks" / f"im{index}.png")
     config = _folder_config(tmp_path, root, val_fraction=0.5)
     train = build_splits(load_config(config), _registry()).train
     unlabelled = sum(mask.name in {f"im{i}.png" for i in (1, 3, 5, 7)} for mask in train.masks)

@@ -52,3 +52,13 @@ def write_tiny_config(
     text = TINY_CONFIG.format(epochs=epochs, train_size=train_size, every=every, steps=steps, lr=lr)
     path.write_text(text + extra)
     return path
+
+
+def write_tiny_config_on(folder: Path, dataset: str, steps: str = '["train", "evaluate"]') -> Path:
+    """The tiny config trained for one epoch on another dataset: ``dataset`` is the body
+    of its ``[data.dataset]`` table (``name = "folder"`` and the parameters)."""
+    text = TINY_CONFIG.format(epochs=1, train_size=8, every=1, steps=steps, lr=0.01)
+    head, rest = text.split("[data.dataset]")
+    path = folder / "tiny.toml"
+    path.write_text(f"{head}[data.dataset]\n{dataset}\n\n{rest[rest.index('[train]') :]}")
+    return path

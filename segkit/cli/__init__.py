@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from segkit.cli import (
     config,
+    data,
     eval,
     export,
     plugins,
@@ -24,13 +25,13 @@ from segkit.cli import (
     summary,
     terminal,
 )
-from segkit.core.errors import SegkitError
+from segkit.core.errors import SegkitError, first_line
 from segkit.core.interrupts import stop_on_signals
 from segkit.core.manager import DISABLE_ENV, check_disable_names
 from segkit.core.outputs import storage_error
 
 #: The commands in the order ``segkit --help`` lists them.
-COMMANDS = (run, predict, eval, export, refine, serve, plugins, config, summary)
+COMMANDS = (run, data, predict, eval, export, refine, serve, plugins, config, summary)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
     for command in COMMANDS:
         command.add_parser(sub)
     return parser
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says an allocation failed (host or GPU memory), whoever raised it."""
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and (
+        "can't allocate memory" in text or "out of memory" in text.lower()
+    )
 
 
 def _version() -> str:
@@ -88,6 +99,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         if (storage := storage_error(exc)) is not None:  # a full disk is no internal error
             terminal.print_error(str(storage))
+            return 2
+        if is_out_of_memory(exc):
+            terminal.print_error(
+                f"out of memory ({first_line(exc, 160)}); give the command less at once: "
+                f"smaller images or --input, a smaller batch, --tile, or a smaller model"
+            )
             return 2
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         terminal.print_error(

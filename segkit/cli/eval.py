@@ -89,6 +89,10 @@ def run(args: argparse.Namespace) -> int:
         params["root"] = str(args.data_root)
     split = args.split or config.data.val_split
     dataset = build_dataset(part.name, split, params, registry)
+    if args.json is not None:  # every file the split reads is an input, kept whatever --json says
+        check_outputs(
+            [args.json], [args.checkpoint, *dataset.source_files()], args.overwrite, "--json"
+        )
     if dataset.num_classes != len(segmenter.class_names):
         raise DataError(
             f"{part.name}/{split} has {dataset.num_classes} classes but the checkpoint predicts "
@@ -100,23 +104,24 @@ def run(args: argparse.Namespace) -> int:
     chain = segmenter.postprocessors if postprocess else PostprocessChain()
     device = segmenter.device
     precision = Precision.for_device(device, None, None)
-    console = terminal.console
+    report = terminal.console_beside(args.json)  # not on the JSON's way, when that is stdout
     evaluator = Evaluator(
         segmenter.model, dataset, segmenter.class_names, config, device, precision, inference
     )
     count = evaluator.loader()[1]
     started = time.perf_counter()
-    with progress_display(console) as progress:
+    with progress_display(report) as progress:
         results = evaluator.metrics(progress, chain, f"evaluating {split}", inference)
     elapsed = time.perf_counter() - started
     summary = summarize(results, chain.names())
-    terminal.say(f"{args.checkpoint} on {part.name}/{split}")
-    console.print(metrics_table(summary, segmenter.class_names))
+    terminal.say(f"{args.checkpoint} on {part.name}/{split}", report)
+    report.print(metrics_table(summary, segmenter.class_names))
     terminal.say(
         f"{count} images in {elapsed:.1f} s ({elapsed / max(count, 1):.3f} s/image"
-        f"{', post-processing included' if chain else ''}); {inference.describe()}"
+        f"{', post-processing included' if chain else ''}); {inference.describe()}",
+        report,
     )
     if args.json is not None:
-        write_text_atomically(args.json, json.dumps(summary, indent=2))
-        terminal.say(f"summary written to {args.json}")
+        write_text_atomically(args.json, json.dumps(summary, indent=2) + "\n")
+        terminal.say(f"summary written to {args.json}", report)
     return 0

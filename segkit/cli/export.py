@@ -66,14 +66,18 @@ def run(args: argparse.Namespace) -> int:
     data = segmenter.config.data
     info = metadata(segmenter.class_names, data.mean, data.std, segmenter.palette)
     result = export(segmenter.model, args.out, info, fmt, args.opset, check=not args.no_check)
-    size = args.out.stat().st_size / 2**20
+    size = result.size / 2**20
     what = f"ONNX opset {args.opset}" if fmt == "onnx" else "TorchScript"
-    terminal.say(f"wrote {args.out} ({what}, {size:.1f} MiB)")
+    report = terminal.console_beside(args.out)
+    terminal.say(f"wrote {args.out} ({what}, {size:.1f} MiB)", report)
     if result.max_difference is None:
         reason = "--no-check" if args.no_check else "onnxruntime is not installed"
-        terminal.say(f"not checked against PyTorch ({reason}; pip install 'segkit[export]')")
+        message = f"not checked against PyTorch ({reason}; pip install 'segkit[export]')"
+        terminal.say(message, report)
         return 0
     sizes = ", ".join(f"{h}×{w} {d:.2g}" for (h, w), d in result.differences.items())
     verdict = "ok" if result.max_difference <= TOLERANCE else f"ABOVE {TOLERANCE:g}"
-    terminal.say(f"checked with {result.checked_with}: max |logits - PyTorch| {sizes} ({verdict})")
+    terminal.say(
+        f"checked with {result.checked_with}: max |logits - PyTorch| {sizes} ({verdict})", report
+    )
     return 0 if result.max_difference <= TOLERANCE else 1

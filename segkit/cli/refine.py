@@ -151,8 +151,9 @@ def run(args: argparse.Namespace) -> int:
     buffer = io.BytesIO()
     Image.fromarray(result).save(buffer, format=out_format)
     write_bytes_atomically(args.out, buffer.getvalue())
-    print(
+    terminal.say(
         f"{args.out}: {annotation.classes} classes, {args.postprocessor}, "
-        f"{100 * changed:.1f}% of labelled pixels changed"
+        f"{100 * changed:.1f}% of labelled pixels changed",
+        terminal.console_beside(args.out),
     )
     return 0

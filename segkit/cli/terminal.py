@@ -8,6 +8,7 @@ them at a console of its own width.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from rich.console import Console
 from rich.text import Text
@@ -19,9 +20,20 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def say(text: str) -> None:
-    """Print ``text`` as it is: no markup, no highlighting, one logical line."""
-    console.print(text, markup=False, highlight=False, soft_wrap=True)
+def say(text: str, to: Console | None = None) -> None:
+    """Print ``text`` as it is: no markup, no highlighting, one logical line (on ``to``,
+    by default the results console)."""
+    (to or console).print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def console_beside(*outputs: Path | None) -> Console:
+    """Where a command's messages go: the error console when one of its ``outputs`` is the
+    standard output itself (``--out /dev/stdout``), so that they never mix with the data."""
+    from segkit.core.outputs import standard_stream
+
+    if any(path is not None and standard_stream(path) == 1 for path in outputs):
+        return err_console
+    return console
 
 
 def plugins_for(args: argparse.Namespace) -> Plugins:

@@ -89,3 +89,27 @@ class LazyFactory:
 
 def _top(module: str) -> str:
     return module.split(".")[0]
+
+
+def lazy_names(
+    package: str, names: dict[str, str], namespace: dict[str, Any]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """A package's ``__getattr__`` and ``__dir__`` for names loaded on first use.
+
+    ``names`` maps each name to the module that defines it; the first access imports
+    that module and keeps the value in the package's ``namespace`` (its ``globals()``),
+    so that ``import segkit`` does not wait for PyTorch until a name needs it.
+    """
+
+    def __getattr__(name: str) -> Any:
+        module = names.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        namespace[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*namespace, *names})
+
+    return __getattr__, __dir__

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -77,8 +78,16 @@ def write_atomically(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
     """
     path = Path(path)
     if output_kind(path) == "stream":
-        with explained_write_errors(path), open(path, "wb") as stream:
-            write(stream)
+        descriptor = standard_stream(path)
+        with explained_write_errors(path):
+            if descriptor is not None:  # /dev/stdout: this process's own output, as it is
+                sys.stdout.flush()
+                sys.stderr.flush()
+                with os.fdopen(os.dup(descriptor), "wb") as stream:
+                    write(stream)
+            else:
+                with open(path, "wb") as stream:
+                    write(stream)
         return path
     with explained_write_errors(path):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,7 +117,8 @@ def _mode_for(path: Path) -> int:
 
 def output_kind(path: Path, option: str = "--out") -> str:
     """What writing ``path`` means: ``"new"``, ``"file"`` (an existing regular file, to be
-    replaced whole) or ``"stream"`` (a character device or FIFO, written in place).
+    replaced whole) or ``"stream"`` (a character device or FIFO, written in place, or this
+    process's standard output or error through a link such as ``/dev/stdout``).
 
     Anything else is an :class:`OutputError`: a folder, a block device or socket, and a
     symbolic link that does not lead to a stream, since replacing a link or writing
@@ -120,6 +130,8 @@ def output_kind(path: Path, option: str = "--out") -> str:
         return "new"
     except OSError as exc:
         raise write_error(path, exc) from None
+    if standard_stream(path) is not None:
+        return "stream"
     if stat.S_ISREG(info.st_mode):
         return "file"
     if stat.S_ISDIR(info.st_mode):
@@ -138,6 +150,24 @@ def output_kind(path: Path, option: str = "--out") -> str:
     if _is_stream(info.st_mode):
         return "stream"
     raise OutputError(f"{path} is a device or socket, not a file; choose another {option}")
+
+
+def standard_stream(path: Path) -> int | None:
+    """1 or 2 when ``path`` (``/dev/stdout``, ``/dev/fd/2``...) leads to this process's own
+    standard output or error, whatever they go to (a terminal, a pipe or a file the shell
+    opened): written there as they stand, never opened anew (which would truncate a file)."""
+    try:
+        target = os.stat(path)
+    except OSError:
+        return None
+    for descriptor in (1, 2):
+        try:
+            own = os.fstat(descriptor)
+        except OSError:
+            continue
+        if (own.st_dev, own.st_ino) == (target.st_dev, target.st_ino) and os.path.islink(path):
+            return descriptor
+    return None
 
 
 def _is_stream(mode: int) -> bool:

@@ -19,7 +19,8 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from segkit.core.errors import ConfigError, DataError, PluginError, did_you_mean, unprintable
-from segkit.data.files import read_image, read_mask
+from segkit.data.files import read_image, read_image_header, read_mask_file
+from segkit.data.label_maps import LabelMap
 
 if TYPE_CHECKING:
     from segkit.core.config import Config
@@ -46,6 +47,27 @@ class Sample:
     name: str
     path: str | None = None
     mask_path: str | None = None
+
+
+@dataclass
+class SampleInfo:
+    """What the data checks need of an item, read without decoding the image when the
+    dataset can: its size and mode, the mask and how the mask file stores it.
+
+    ``mask_mode`` and ``mask_palette`` describe the mask file (image mode, and the
+    palette of a palette PNG); ``notes`` are what the dataset left out of the mask
+    and should be said (``"2 line shapes without area not painted"``).
+    """
+
+    name: str
+    height: int
+    width: int
+    image_mode: str
+    mask: np.ndarray | None
+    mask_path: str | None = None
+    mask_mode: str | None = None
+    mask_palette: np.ndarray | None = None
+    notes: tuple[str, ...] = ()
 
 
 class SegmentationDataset(Dataset):
@@ -94,6 +116,23 @@ class SegmentationDataset(Dataset):
     def __getitem__(self, index: int) -> Sample:
         raise NotImplementedError
 
+    def source_files(self) -> list[Path]:
+        """Every file this split reads: images, masks, annotation files.
+
+        Commands that write files refuse to write over any of them (``segkit eval
+        --json`` onto a mask of the split it evaluates).  Empty by default, which is
+        right for a generated dataset; a dataset that reads files lists them all.
+        """
+        return []
+
+    def describe(self, index: int) -> SampleInfo:
+        """Item ``index`` for the data checks (``segkit data check``, and ``segkit run``
+        before training).  The default reads the sample; a file-based dataset reads
+        only the image's header and the mask."""
+        sample = self[index]
+        height, width = sample.image.shape[:2]
+        return SampleInfo(sample.name, height, width, "RGB", sample.mask, sample.mask_path)
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(split={self.split!r}, {len(self)} samples, "
@@ -106,8 +145,10 @@ class FileDataset(SegmentationDataset):
 
     ``masks`` is a list of mask paths aligned with ``images`` (None entries for
     images without annotation), or None when the split has no masks at all.  RGB
-    masks are mapped to class indices through the dataset palette.  Every sample
-    is checked with :func:`check_sample` as it is read.
+    masks are mapped to class indices through the dataset palette; ``label_map``,
+    when given, turns the values the mask files store into labels (Cityscapes' ids,
+    a binary 0/255 mask).  Every sample is checked with :func:`check_sample` as it is
+    read.
     """
 
     def __init__(
@@ -119,8 +160,10 @@ class FileDataset(SegmentationDataset):
         *,
         split: str = "",
         splits: Sequence[str] = (),
+        label_map: LabelMap | None = None,
     ) -> None:
         super().__init__(class_names, palette, split=split, splits=splits)
+        self.label_map = label_map
         self.images = [Path(p) for p in images]
         if masks is None:
             masks = [None] * len(self.images)
@@ -133,7 +176,9 @@ class FileDataset(SegmentationDataset):
 
     def __getitem__(self, index: int) -> Sample:
         image_path, mask_path = self.images[index], self.masks[index]
-        mask = None if mask_path is None else read_mask(mask_path, self.palette)
+        mask = None
+        if mask_path is not None:
+            mask = read_mask_file(mask_path, self.palette, self.label_map).labels
         sample = Sample(
             read_image(image_path),
             mask,
@@ -143,6 +188,27 @@ class FileDataset(SegmentationDataset):
         )
         check_sample(sample, self.num_classes)
         return sample
+
+    def source_files(self) -> list[Path]:
+        return [*self.images, *(m for m in self.masks if m is not None)]
+
+    def describe(self, index: int) -> SampleInfo:
+        image_path, mask_path = self.images[index], self.masks[index]
+        height, width, mode = read_image_header(image_path)
+        if mask_path is None:
+            return SampleInfo(image_path.stem, height, width, mode, None)
+        read = read_mask_file(mask_path, self.palette, self.label_map)
+        check_mask(read.labels, (height, width), self.num_classes, str(mask_path), str(image_path))
+        return SampleInfo(
+            image_path.stem,
+            height,
+            width,
+            mode,
+            read.labels,
+            str(mask_path),
+            read.mode,
+            read.palette,
+        )
 
 
 def select_split(dataset: str, split: str, splits: Mapping[str, Sequence[T]]) -> Sequence[T]:
@@ -171,19 +237,25 @@ def check_sample(sample: Sample, num_classes: int) -> None:
     The mask must have the image's height and width, and hold only labels below
     ``num_classes`` or 255 (ignore).
     """
-    if sample.mask is None:
-        return
-    where = sample.mask_path or sample.path or sample.name
-    image_size, mask_size = sample.image.shape[:2], sample.mask.shape[:2]
-    if image_size != mask_size:
+    if sample.mask is not None:
+        where = sample.mask_path or sample.path or sample.name
+        image = sample.path or sample.name
+        check_mask(sample.mask, sample.image.shape[:2], num_classes, where, image)
+
+
+def check_mask(
+    mask: np.ndarray, image_size: tuple[int, int], num_classes: int, where: str, image: str
+) -> None:
+    """:func:`check_sample` for a mask (``where``) and its image's (H, W) (``image``)."""
+    mask_size = mask.shape[:2]
+    if tuple(image_size) != mask_size:
         raise DataError(
             f"mask {where} is {mask_size[0]}×{mask_size[1]} (H×W) but its image "
-            f"{sample.path or sample.name} is {image_size[0]}×{image_size[1]}; "
-            f"re-export the mask at the image size"
+            f"{image} is {image_size[0]}×{image_size[1]}; re-export the mask at the image size"
         )
-    if int(sample.mask.max(initial=0)) < num_classes:
+    if int(mask.max(initial=0)) < num_classes:
         return
-    values = np.unique(sample.mask)
+    values = np.unique(mask)
     bad = [int(v) for v in values if num_classes <= v != IGNORE_INDEX]
     if bad:
         shown = ", ".join(map(str, bad[:8])) + (", ..." if len(bad) > 8 else "")

@@ -30,6 +30,11 @@ def collect_images(inputs: Iterable[str | Path]) -> list[Path]:
                 )
         elif path.is_file():
             images = [path]
+        elif path.exists():
+            raise DataError(
+                f"{path} is neither an image file nor a folder (a device, pipe or socket); "
+                f"give image files, folders or glob patterns"
+            )
         elif glob.has_magic(str(item)):
             matches = sorted(Path(p) for p in glob.glob(str(item), recursive=True))
             images = [p for p in matches if p.is_file()]

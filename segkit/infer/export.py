@@ -31,8 +31,6 @@ from torch import nn
 from segkit.core.errors import ConfigError, SegkitError, first_line
 from segkit.core.outputs import (
     explained_write_errors,
-    save_with_torch,
-    write_atomically,
     write_bytes_atomically,
 )
 
@@ -53,6 +51,7 @@ class ExportError(SegkitError):
 class ExportResult:
     path: Path
     format: str
+    size: int  # bytes written
     #: input size (H, W) -> largest absolute difference from PyTorch; empty if unchecked
     differences: dict[tuple[int, int], float] = field(default_factory=dict)
     checked_with: str | None = None
@@ -133,12 +132,14 @@ def _export_onnx(
     graph = onnx.load_from_string(buffer.getvalue())
     for key, value in info.items():
         graph.metadata_props.add(key=key, value=value)
-    write_bytes_atomically(out, graph.SerializeToString())  # whole, or the old file stays
-    result = ExportResult(out, "onnx")
+    data = graph.SerializeToString()
+    write_bytes_atomically(out, data)  # whole, or the old file stays
+    result = ExportResult(out, "onnx", len(data))
     if check and importlib.util.find_spec("onnxruntime") is not None:
         import onnxruntime
 
-        session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        # the bytes written, not the file read back: --out may be a pipe or a device
+        session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
         for size in CHECK_SIZES:
             images = _example(*size)
             with torch.inference_mode():
@@ -176,15 +177,13 @@ def _export_torchscript(
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")  # deprecation notices and trace's size-as-int notes
         traced = torch.jit.trace(model, _example(64, 64))
-        extra = {"segkit.json": json.dumps(info)}
-        write_atomically(  # whole, or the old file stays
-            out,
-            lambda file: save_with_torch(
-                lambda kept: torch.jit.save(traced, kept, _extra_files=extra), file
-            ),
-        )
-        loaded = torch.jit.load(str(out)) if check else None
-    result = ExportResult(out, "torchscript")
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer, _extra_files={"segkit.json": json.dumps(info)})
+        data = buffer.getvalue()
+        write_bytes_atomically(out, data)  # whole, or the old file stays
+        # the bytes written, not the file read back: --out may be a pipe or a device
+        loaded = torch.jit.load(io.BytesIO(data)) if check else None
+    result = ExportResult(out, "torchscript", len(data))
     if loaded is not None:
         # a trace fixes any size it saw as a constant: check at sizes it did not see
         for size in CHECK_SIZES:

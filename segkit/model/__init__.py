@@ -3,8 +3,9 @@ weights; the checkpoint file format; and the per-layer summary."""
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from segkit.core.lazy import lazy_names
 
 # Loaded on first use: a backbone plugin registers WEIGHTS_PARAM without PyTorch.
 _LAZY = {
@@ -61,17 +62,7 @@ if TYPE_CHECKING:
     from segkit.model.weights_param import WEIGHTS_PARAM, resolve_weights
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'segkit.model' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())
 
 
 __all__ = [

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -29,6 +30,20 @@ from segkit.model.weights import check_state_dict
 
 FORMAT = "segkit-checkpoint"
 VERSION = 1
+
+
+def model_payload(
+    config: Config, model: nn.Module, class_names: list[str], palette: Any
+) -> dict[str, Any]:
+    """What every segkit checkpoint holds of a model: its config, classes, palette and
+    weights (a run's ``last.pt`` adds its training state beside them)."""
+    return {
+        "config": config.to_dict(),
+        "num_classes": len(class_names),
+        "class_names": list(class_names),
+        "palette": np.asarray(palette).tolist(),
+        "model": model.state_dict(),
+    }
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:

@@ -8,8 +8,9 @@ too, as before.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from segkit.core.lazy import lazy_names
 
 # Loaded on first use: `segkit config` checks a config (segkit.train.preflight) without
 # PyTorch, which the modules below import.
@@ -64,17 +65,7 @@ if TYPE_CHECKING:
     from segkit.train.trainer import Trainer
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'segkit.train' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())
 
 
 __all__ = [

@@ -28,6 +28,7 @@ from segkit.model.checkpoint import (
     check_resume_state,
     load_checkpoint,
     load_weights,
+    model_payload,
     save_checkpoint,
 )
 from segkit.train.context import Run
@@ -44,20 +45,13 @@ def unwrap(model: nn.Module) -> SegmentationModel:
 class RunCheckpoints:
     """Writes and reads the checkpoints of ``run`` for ``model``; only rank 0 writes."""
 
-    def __init__(self, run: Run, model: nn.Module, num_classes: int) -> None:
+    def __init__(self, run: Run, model: nn.Module) -> None:
         self.run = run
         self.model = model
-        self.num_classes = num_classes
 
     def payload(self, **state: Any) -> dict[str, Any]:
-        return {
-            "config": self.run.config.to_dict(),
-            "num_classes": self.num_classes,
-            "class_names": self.run.class_names,
-            "palette": np.asarray(self.run.palette).tolist(),
-            "model": unwrap(self.model).state_dict(),
-            **state,
-        }
+        run, model = self.run, unwrap(self.model)
+        return {**model_payload(run.config, model, run.class_names, run.palette), **state}
 
     def save(self, name: str, **state: Any) -> None:
         if self.run.is_main:

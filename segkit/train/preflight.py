@@ -6,8 +6,9 @@ its scale range) in the ``check`` they register, which runs here without buildin
 part, so that no PyTorch is imported; the schedule, a plain function of the
 iteration, is built, so that its steps are checked against the run's length.  What a
 part can only check once built (a loss's class weights against the dataset's classes,
-a CUDA device asked for) the run checks before its first step.  Nothing here reads a
-dataset or writes a file.
+a CUDA device asked for) the run checks before its first step.  :func:`check_config`
+reads no dataset; :func:`check_run_data` reads an even spread of the built splits
+(see :mod:`segkit.data.checks`).  Nothing here writes a file.
 """
 
 from __future__ import annotations
@@ -15,10 +16,17 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.text import Text
 
 from segkit.core.config import Config
-from segkit.core.errors import ConfigError
+from segkit.core.errors import ConfigError, DataError
 from segkit.core.registry import Registry
+
+if TYPE_CHECKING:  # the data room imports PyTorch: `segkit config` checks without it
+    from segkit.data.dataset import Splits
 
 #: The run length the schedule is tried with when only the dataset will tell it: long
 #: enough that no iteration a schedule names is outside it.
@@ -28,6 +36,8 @@ _UNKNOWN_LENGTH = 2**31
 def check_config(config: Config, registry: Registry) -> None:
     """Raise the :class:`ConfigError` a run of ``config`` would raise before its first step."""
     steps = config.run.steps
+    with _located("data.dataset"):
+        registry.get("dataset", config.data.dataset.name).validate(config.data.dataset.params)
     if "train" in steps:
         with _located("data.augment"):
             for step in config.data.augment:
@@ -79,3 +89,25 @@ def _check_images_exist(images: list[str]) -> None:
             f"predict.images: {missing[0]}{more} does not exist; fix the path or remove it "
             f"from the list"
         )
+
+
+def check_run_data(
+    config: Config, splits: Splits, registry: Registry, console: Console | None
+) -> None:
+    """Stop on a problem of the data that would make the run meaningless (masks of one
+    class, a binary mask's foreground read as "ignore"); print the warnings."""
+    from segkit.data.checks import check_run_data as check_splits_data
+
+    datasets = {"val": splits.val}
+    if splits.train is not None:
+        datasets = {"train": splits.train, "val": splits.val}
+    steps = config.run.steps
+    fixes = {p.name for p in registry.get("dataset", config.data.dataset.name).params}
+    report = check_splits_data(datasets, fixes, evaluates="evaluate" in steps or "train" in steps)
+    if report.problems:
+        more = len(report.problems) - 1
+        also = f" ({more} more: segkit data check CONFIG lists them all)" if more else ""
+        raise DataError(report.problems[0] + also)
+    if console is not None:
+        for warning in report.warnings:
+            console.print(Text.assemble(("data warning: ", "yellow"), warning), soft_wrap=True)

@@ -12,6 +12,7 @@ at once, and the lock goes with the process however it ends.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -136,14 +137,34 @@ def check_inputs_kept(folder: Path, inputs: list[Path]) -> None:
                 )
 
 
+#: The descriptors of the locks this process holds.  A child process forked meanwhile
+#: (DataLoader workers, the dense CRF's worker pool, which outlives the run) would
+#: otherwise share them and keep the folder locked after this process lets it go.
+_HELD: set[int] = set()
+
+
+def _close_inherited_locks() -> None:
+    for fd in _HELD:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_inherited_locks)
+
+
 class RunLock:
     """An exclusive lock on a run folder, held until :meth:`release` or the process ends."""
 
     def __init__(self, fd: int | None) -> None:
         self.fd = fd
+        if fd is not None:
+            _HELD.add(fd)
 
     def release(self) -> None:
         if self.fd is not None:
+            _HELD.discard(self.fd)
             os.close(self.fd)  # closing the descriptor releases the lock
             self.fd = None
 

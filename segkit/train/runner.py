@@ -41,7 +41,7 @@ from segkit.model.checkpoint import check_resume_state, load_checkpoint
 from segkit.train.checkpoints import RunCheckpoints, load_resumed_weights, unwrap
 from segkit.train.context import Run
 from segkit.train.distributed import Processes, leave_process_group
-from segkit.train.preflight import check_config
+from segkit.train.preflight import check_config, check_run_data
 from segkit.train.reporting import RunReport
 from segkit.train.run_dir import discard_if_unused, lock_if_exists, plan_run_directory
 from segkit.train.run_files import RunFiles
@@ -93,6 +93,7 @@ class Runner:
 
         registry = plugins.registry
         self.splits = build_splits(config, registry, train="train" in config.run.steps)
+        check_run_data(config, self.splits, registry, console if processes.is_main else None)
         precision = Precision.for_device(device, train.amp, train.channels_last)
         model = build_model(config, self.splits.num_classes, registry).to(device)
         if precision.channels_last:
@@ -118,7 +119,7 @@ class Runner:
             plugins,
             RunFiles(run_dir, enabled=processes.is_main),
         )
-        self.checkpoints = RunCheckpoints(self.run, model, self.splits.num_classes)
+        self.checkpoints = RunCheckpoints(self.run, model)
         self.evaluator = Evaluator(
             model,
             self.splits.val,

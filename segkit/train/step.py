@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,9 +71,19 @@ def train_step(
         raise NonFiniteLoss(f"the loss became {value}")
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
+    scale = scaler.get_scale() if scaler.is_enabled() else None
     scaler.step(optimizer)
     scaler.update()
-    scheduler.step()
+    if scale is not None and scaler.get_scale() < scale:
+        # float16's gradient scaler skipped the optimizer step (its gradients overflowed,
+        # as they do in the first steps while it finds its scale).  The schedule still
+        # counts the iteration, as the progress and the checkpoints do; PyTorch warns
+        # when that happens before the first optimizer step, which is expected here.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+            scheduler.step()
+    else:
+        scheduler.step()
     return StepResult(value, images.shape[0], unlabelled)
 
 
