@@ -430,3 +430,37 @@ def test_work_shared_between_threads_gives_the_one_thread_result(threads):
     assert points_one == points_two
     assert torch.allclose(filtered_one, filtered_two, atol=1e-5)
     assert torch.allclose(refined_one, refined_two, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode", "grad"])
+def test_helper_threads_share_the_work_in_the_callers_autograd_mode(mode):
+    """The helpers take items while the caller works on its own (each waits for the
+    other's first item), and compute under the caller's autograd switches."""
+    import threading
+
+    from segkit_plugins.crf.tasks import Tasks
+
+    weight = torch.ones(4, requires_grad=True)
+    helper_started = threading.Event()
+    caller = threading.current_thread()
+
+    def work(item: int) -> tuple[torch.Tensor, bool]:
+        mine = threading.current_thread() is caller
+        if mine:
+            assert helper_started.wait(10), "no helper took an item"
+        else:
+            helper_started.set()
+        return weight * item, mine
+
+    switch = {
+        "no_grad": torch.no_grad(),
+        "inference_mode": torch.inference_mode(),
+        "grad": torch.enable_grad(),
+    }[mode]
+    with switch:
+        results = Tasks(1).map(work, list(range(6)))
+    assert [float(out.detach().sum()) for out, _ in results] == [4.0 * i for i in range(6)]
+    by_caller = [mine for _, mine in results]
+    assert any(by_caller) and not all(by_caller)
+    assert all(out.requires_grad == (mode == "grad") for out, _ in results)
+    assert all(out.is_inference() == (mode == "inference_mode") for out, _ in results)

@@ -50,16 +50,21 @@ class Tasks:
         results: list = [None] * len(items)
         taken = iter(range(len(items)))
         lock = threading.Lock()
+        # autograd's and inference mode's switches are per thread: the helpers take the
+        # caller's, or they would record graphs the caller never asked for
+        grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
 
         def work() -> None:
             if torch.get_num_threads() != 1:
                 torch.set_num_threads(1)
-            while True:
-                with lock:
-                    index = next(taken, None)
-                if index is None:
-                    return
-                results[index] = function(items[index])
+            # in this order: inference_mode(False) switches autograd back on
+            with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+                while True:
+                    with lock:
+                        index = next(taken, None)
+                    if index is None:
+                        return
+                    results[index] = function(items[index])
 
         pool = _pool(self.helpers)
         helpers = [pool.submit(work) for _ in range(min(self.helpers, len(items) - 1))]
