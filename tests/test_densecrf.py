@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -9,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 from segkit_plugins import crf as densecrf
+from segkit_plugins.crf import fused, lattice_points, meanfield
 from segkit_plugins.crf import lattice as lattices
-from segkit_plugins.crf import meanfield
 from segkit_plugins.crf.params import softmax_rows_
 
 import segkit
@@ -205,7 +206,7 @@ def test_lattice_built_in_inference_mode_serves_autograd_later():
     assert unary.grad is not None
 
 
-def test_lattice_transpose_and_wide_coordinate_path():
+def test_lattice_transpose_and_wide_coordinate_path(monkeypatch):
     torch.manual_seed(0)
     features = torch.rand(400, 5) * torch.tensor([3.0, 3.0, 6.0, 6.0, 6.0])
     group = torch.randint(0, 2, (400,))
@@ -219,12 +220,8 @@ def test_lattice_transpose_and_wide_coordinate_path():
     same = group[:, None] == group[None, :]
     near, far = dense[same & (distance < 0.5)].mean(), dense[same & (distance > 3)].mean()
     assert near > 10 * far
-    old = lattices._LARGEST_CODE
-    try:
-        lattices._LARGEST_CODE = 1  # forces naming lattice points by rows
-        wide = lattices.build_lattice_filter(features, group=group, groups=2)
-    finally:
-        lattices._LARGEST_CODE = old
+    monkeypatch.setattr(lattice_points, "LARGEST_CODE", 1)  # forces naming points by rows
+    wide = lattices.build_lattice_filter(features, group=group, groups=2)
     assert wide.lattice_points == lattice.lattice_points
     assert torch.allclose(wide(torch.eye(400)), dense, atol=1e-6)
 
@@ -374,3 +371,96 @@ def test_photographs_torch_agrees_with_pydensecrf(index):
     expected = densecrf.PyDenseCRF(workers=1)(probs, images)
     got = densecrf.TorchDenseCRF(device="cpu")(probs, images)
     assert agreement(got, expected) >= 0.99
+
+
+def test_batch_lattice_filters_each_image_as_alone():
+    """A batch's appearance lattice (the CUDA path, and the CRF layer's) keeps the images
+    apart: filtering the batch equals filtering each image on its own lattice."""
+    images, _, _ = batch([25, 26], height=14, width=17)
+    pixels = 14 * 17
+    both = lattices.bilateral_filter(images, 8.0, 13.0, 2.0, classes=3)
+    values = torch.rand(pixels * 2, 3, generator=torch.Generator().manual_seed(0))
+    filtered = both(values).view(pixels, 2, 3)  # pixel-major, image-minor rows
+    for i in range(2):
+        alone = lattices.bilateral_filter(images[i : i + 1], 8.0, 13.0, 2.0, classes=3)
+        expected = alone(values.view(pixels, 2, 3)[:, i].contiguous())
+        assert torch.allclose(filtered[:, i], expected, atol=1e-5)
+
+
+def test_base_2_updates_fall_back_where_they_would_overflow():
+    """Weights large enough that 2^logits overflows: the updates without autograd (base 2,
+    no shift by each row's maximum) must still equal the differentiable path's softmax."""
+    images, probs, _ = batch([27], height=20, width=24)
+    params = densecrf.CRFParams(iterations=3, gaussian_compat=300.0, bilateral_compat=300.0)
+    with torch.no_grad():
+        fast = densecrf.TorchDenseCRF(params, device="cpu")(probs, images)
+    differentiable = densecrf.TorchDenseCRF(params, device="cpu")(probs.requires_grad_(), images)
+    assert torch.isfinite(fast).all()
+    assert torch.allclose(fast, differentiable.detach(), atol=1e-5)
+    logits = torch.tensor([[200.0, 0.0, 199.0], [0.0, 1.0, 2.0], [-300.0, -301.0, -299.0]])
+    expected = torch.softmax(logits * math.log(2.0), 1)
+    torch.testing.assert_close(fused.softmax2_rows_(logits.clone()), expected)
+
+
+@pytest.fixture
+def threads():
+    """Sets PyTorch's threads for a test, and restores them after."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+def test_work_shared_between_threads_gives_the_one_thread_result(threads):
+    """With two threads the lattice is built in halves and the updates go in pieces
+    shared between threads: the result must be the one thread's."""
+    torch.manual_seed(0)
+    features = torch.rand(70_000, 5) * torch.tensor([4.0, 4.0, 8.0, 8.0, 8.0])
+    values = torch.rand(70_000, 3)
+    images, probs, _ = batch([28], height=260, width=270)  # more pixels than one piece takes
+    results = {}
+    for count in (1, 2):
+        threads(count)
+        lattice = lattices.build_lattice_filter(features)
+        refined = densecrf.TorchDenseCRF(device="cpu")(probs, images)
+        results[count] = (lattice.lattice_points, lattice(values), refined)
+    (points_one, filtered_one, refined_one), (points_two, filtered_two, refined_two) = (
+        results[1],
+        results[2],
+    )
+    assert points_one == points_two
+    assert torch.allclose(filtered_one, filtered_two, atol=1e-5)
+    assert torch.allclose(refined_one, refined_two, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode", "grad"])
+def test_helper_threads_share_the_work_in_the_callers_autograd_mode(mode):
+    """The helpers take items while the caller works on its own (each waits for the
+    other's first item), and compute under the caller's autograd switches."""
+    import threading
+
+    from segkit_plugins.crf.tasks import Tasks
+
+    weight = torch.ones(4, requires_grad=True)
+    helper_started = threading.Event()
+    caller = threading.current_thread()
+
+    def work(item: int) -> tuple[torch.Tensor, bool]:
+        mine = threading.current_thread() is caller
+        if mine:
+            assert helper_started.wait(10), "no helper took an item"
+        else:
+            helper_started.set()
+        return weight * item, mine
+
+    switch = {
+        "no_grad": torch.no_grad(),
+        "inference_mode": torch.inference_mode(),
+        "grad": torch.enable_grad(),
+    }[mode]
+    with switch:
+        results = Tasks(1).map(work, list(range(6)))
+    assert [float(out.detach().sum()) for out, _ in results] == [4.0 * i for i in range(6)]
+    by_caller = [mine for _, mine in results]
+    assert any(by_caller) and not all(by_caller)
+    assert all(out.requires_grad == (mode == "grad") for out, _ in results)
+    assert all(out.is_inference() == (mode == "inference_mode") for out, _ in results)

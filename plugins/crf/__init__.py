@@ -35,9 +35,12 @@ unrolls its mean-field updates with learnable kernel weights and compatibility.
 
 Modules: this one registers the three, with ``params`` (the parameters and their
 checks, without PyTorch); ``builders`` (the factories), ``native`` (``densecrf``),
-``meanfield`` (``densecrf_torch``), ``lattice`` (the permutohedral lattice it filters
-on), ``conv`` (``convcrf``) and ``layer`` (the CRF as a trained layer) are imported when
-a post-processor is built, or when one of their names below is first used.
+``meanfield`` (``densecrf_torch``) with ``fused`` (its update of one image on the CPU),
+``lattice`` (the permutohedral lattice it filters on) with ``simplices`` (where points
+lie in it), ``lattice_points`` (naming its points) and ``wide_lattice``, ``tasks``
+(sharing the CPU work between threads), ``conv`` (``convcrf``) and ``layer`` (the CRF as
+a trained layer) are imported when a post-processor is built, or when one of their
+names below is first used.
 """
 
 from __future__ import annotations

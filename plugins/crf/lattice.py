@@ -13,20 +13,18 @@ vertices, which spares sorting (d+1)·pixels codes.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from segkit_plugins.crf.wide_lattice import index_rows
+from segkit_plugins.crf.lattice_points import index_lattice
+from segkit_plugins.crf.simplices import enclosing_simplices
+from segkit_plugins.crf.tasks import cpu_tasks
 from torch import Tensor
 from torch.profiler import record_function
 
 from segkit import ensure_memory
-
-#: Lattice points are named by one int64 code below this; wider coordinates take a slower path.
-_LARGEST_CODE = 2**62
 
 
 class Gather:
@@ -53,6 +51,24 @@ class Gather:
             self.indices, x, self.offsets, mode="sum", per_sample_weights=self.weights
         )
 
+    def split(self, pieces: int) -> list[Gather]:
+        """The same rows, in ``pieces`` runs of rows of about equal numbers of entries."""
+        total = self.indices.numel()
+        if pieces == 1 or self.rows < pieces:
+            return [self]
+        wanted = torch.tensor([total * i // pieces for i in range(1, pieces)])
+        cuts = torch.searchsorted(self.offsets.cpu().long(), wanted).tolist()
+        bounds = [0, *cuts, self.rows]
+        starts = [*self.offsets[bounds[:-1]].tolist(), total]
+        return [
+            Gather(
+                self.indices[starts[i] : starts[i + 1]],
+                self.offsets[bounds[i] : bounds[i + 1]] - starts[i],
+                self.weights[starts[i] : starts[i + 1]],
+            )
+            for i in range(pieces)
+        ]
+
 
 class LatticeFilter:
     """A symmetric-normalised, weighted Gaussian filter on a permutohedral lattice.
@@ -69,9 +85,21 @@ class LatticeFilter:
     def __init__(self, splat: Gather, blurs: list[Gather], slice_: Gather) -> None:
         self.splat, self.blurs, self.slice = splat, blurs, slice_
         self._by_dtype: dict[torch.dtype, LatticeFilter] = {splat.weights.dtype: self}
+        self._splat_pieces: dict[int, list[Gather]] = {}
+
+    def splat_pieces(self, pieces: int) -> list[Gather]:
+        """The splat in ``pieces`` of about equal work (:meth:`Gather.split`)."""
+        if pieces not in self._splat_pieces:
+            self._splat_pieces[pieces] = self.splat.split(pieces)
+        return self._splat_pieces[pieces]
 
     @property
     def lattice_points(self) -> int:
+        return self.splat.rows - 1
+
+    @property
+    def value_rows(self) -> int:
+        """Rows of the values on the lattice: one per point and one more, always 0."""
         return self.splat.rows
 
     def to(self, dtype: torch.dtype) -> LatticeFilter:
@@ -90,10 +118,15 @@ class LatticeFilter:
     def lattice_values(self, x: Tensor, transpose: bool = False) -> Tensor:
         """``x`` splatted onto the lattice and blurred: what slicing reads back."""
         ops = self.to(x.dtype)
-        with record_function("lattice splat"):
-            values = ops.splat(x)
+        # in pieces of equal work: PyTorch's threads would split the lattice points evenly,
+        # and a few points of flat regions take most pixels
+        with record_function("lattice splat"), cpu_tasks(x.device) as tasks:
+            values = joined_rows(tasks.map(lambda piece: piece(x), ops.splat_pieces(tasks.workers)))
+        return ops.blur(values, transpose)
+
+    def blur(self, values: Tensor, transpose: bool = False) -> Tensor:
         with record_function("lattice blur"):
-            for blur in reversed(ops.blurs) if transpose else ops.blurs:
+            for blur in reversed(self.blurs) if transpose else self.blurs:
                 values = blur(values)
         return values
 
@@ -127,8 +160,8 @@ def _build_spatial_filter(
 ) -> LatticeFilter:
     with torch.inference_mode(False), torch.no_grad():
         ys, xs = _pixel_grid(height, width, torch.device(device))
-        features = torch.stack([xs / np.float32(sxy), ys / np.float32(sxy)], 1)
-        return build_lattice_filter(features, weight=weight)
+        features = torch.stack([xs / np.float32(sxy), ys / np.float32(sxy)])
+        return _build(features, weight, None, 1, True, None)
 
 
 _cached_spatial_filter = functools.lru_cache(maxsize=4)(_build_spatial_filter)
@@ -150,15 +183,18 @@ def bilateral_filter(
 
     d = 5
     with torch.inference_mode(False), torch.no_grad():
+        # coordinate-major, points pixel-major and image-minor: no transposed copies
+        features = torch.empty(d, height * width * n, device=images.device)
         ys, xs = _pixel_grid(height, width, images.device)
-        rgb = images.permute(2, 3, 0, 1).reshape(height * width * n, 3).float() / np.float32(srgb)
-        positions = torch.stack([xs / np.float32(sxy), ys / np.float32(sxy)], 1)
-        if n == 1:  # one image: no copies of the positions, no groups
-            features, group = torch.cat([positions, rgb], 1), None
-        else:
-            features = torch.cat([positions.repeat_interleave(n, 0), rgb], 1)
+        for row, values in enumerate((xs, ys)):
+            values = values / np.float32(sxy)
+            features[row] = values if n == 1 else values.repeat_interleave(n)
+        rgb = images.permute(1, 2, 3, 0).reshape(3, -1)
+        torch.div(rgb, np.float32(srgb), out=features[2:])
+        group = None
+        if n > 1:
             group = torch.arange(n, device=images.device).repeat(height * width)
-        return build_lattice_filter(features, weight, group, n, on_lattice_size=check_lattice_size)
+        return _build(features, weight, group, n, True, check_lattice_size)
 
 
 def _pixel_grid(height: int, width: int, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -178,220 +214,95 @@ def build_lattice_filter(
     """The lattice filter of points with float32 ``features`` (points × d, already divided
     by the kernel widths); points of different ``group`` never interact.
     ``on_lattice_size`` hears the number of lattice points before the blurs are built."""
-    points, d = features.shape
+    features = features.t().float().contiguous()
+    return _build(features, weight, group, groups, normalize, on_lattice_size)
+
+
+def _build(
+    features: Tensor,
+    weight: float,
+    group: Tensor | None,
+    groups: int,
+    normalize: bool,
+    on_lattice_size: Callable[[int], None] | None,
+) -> LatticeFilter:
+    """:func:`build_lattice_filter` of coordinate-major features (d × points)."""
+    d, points = features.shape
     device = features.device
-    if group is None:
-        group = torch.zeros(points, dtype=torch.long, device=device)
-    with record_function("lattice build"):
-        # Coordinate-major (d+1 rows of points) keeps every step a contiguous vector
-        # operation; vertex r of point p is number r * points + p.
-        remainder0, rank, barycentric = _enclosing_simplices(features.t().float().contiguous())
-        vertices, by_lattice_point, counts, up = _index_vertices(remainder0, rank, group, groups)
-        lattice_points = counts.numel()
+    with record_function("lattice build"), cpu_tasks(device) as tasks:
+        spans = tasks.pieces(points)
+        barycentric = torch.empty(points, d + 1, device=device)  # as sliced
+        parts = tasks.map(
+            lambda span: enclosing_simplices(features[:, span], barycentric[span]), spans
+        )
+        found = index_lattice(parts, spans, group, groups, tasks)
+        lattice_points = found.lattice_points
         index = torch.int32 if points * (d + 1) < 2**31 - 1 else torch.int64
         # pydensecrf's lattice scales by this constant so that a blurred constant stays near 1
         alpha = 1.0 / (1.0 + 2.0 ** (-d))
         if on_lattice_size is not None:
             on_lattice_size(lattice_points)
-        blurs = [_blur_gather(neighbour, index) for neighbour in up]
+        blurs = _blur_gathers(found.up, index)
+        vertices = found.vertices.view(-1).to(index)
+        slice_offsets = torch.arange(0, points * (d + 1), d + 1, device=device, dtype=index)
         if normalize:
-            mass = torch.zeros(lattice_points, device=device)
-            mass.index_add_(0, vertices.reshape(-1), barycentric.reshape(-1))
+            mass = sum(
+                tasks.map(
+                    lambda span: torch.zeros(lattice_points + 1, device=device).index_add_(
+                        0, found.vertices[span].view(-1), barycentric[span].view(-1)
+                    ),
+                    spans,
+                )
+            )
             for blur in blurs:
                 mass = blur(mass[:, None])[:, 0]
-            constant = (barycentric * mass.take(vertices)).sum(0) * alpha
-            barycentric = barycentric * torch.rsqrt(constant + 1e-20)
-        vertex_weights = barycentric.reshape(-1)
-        member, vertex = by_lattice_point
+            tasks.map(
+                lambda span: _normalise(barycentric[span], found.vertices[span], mass, alpha), spans
+            )
         splat = Gather(
-            member.to(index),
-            _bag_starts(counts).to(index),
-            vertex_weights.take(vertex.mul_(points).add_(member)),
+            found.members.to(index),
+            _bag_starts(torch.cat([found.counts, found.counts.new_zeros(1)])).to(index),
+            found.splat_weights(barycentric, tasks),
         )
-        slice_ = Gather(
-            vertices.t().reshape(-1).to(index),
-            torch.arange(0, points * (d + 1), d + 1, device=device, dtype=index),
-            barycentric.t().reshape(-1) * (alpha * weight),
+        slice_weights = torch.empty_like(barycentric)
+        tasks.map(
+            lambda span: torch.mul(barycentric[span], alpha * weight, out=slice_weights[span]),
+            spans,
         )
+        slice_ = Gather(vertices, slice_offsets, slice_weights.view(-1))
         return LatticeFilter(splat, blurs, slice_)
+
+
+def _normalise(barycentric: Tensor, vertices: Tensor, mass: Tensor, alpha: float) -> None:
+    """Scales the points' ``barycentric`` weights by D^-½ (the filter of a constant is D)."""
+    points, k = barycentric.shape
+    offsets = torch.arange(0, points * k, k, device=vertices.device, dtype=vertices.dtype)
+    constant = Gather(vertices.view(-1), offsets, barycentric.view(-1))(mass[:, None])
+    barycentric *= torch.rsqrt(constant * alpha + 1e-20)
+
+
+def joined_rows(pieces: list[Tensor]) -> Tensor:
+    """The rows of ``pieces`` one after the other (no copy of a single piece)."""
+    return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
 
 
 def _bag_starts(counts: Tensor) -> Tensor:
     return torch.cumsum(counts, 0) - counts
 
 
-def _enclosing_simplices(features: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """For each point (a column of the d × points ``features``): the remainder-0 lattice
-    point of its simplex (d × points, the last coordinate follows from a zero sum), the
-    rank of each of its d+1 coordinates, and its d+1 barycentric weights (Adams et al.
-    2010, sections 3 and 4).
-
-    The float32 arithmetic follows pydensecrf's SSE code step by step, so that both put
-    every point in the same simplex with the same weights.
-    """
-    d, points = features.shape
-    device = features.device
-    inv_std_dev = float(np.float32(math.sqrt(2.0 / 3.0) * (d + 1)))
-    elevated = torch.empty(d + 1, points, dtype=torch.float32, device=device)
-    partial = torch.zeros(points, dtype=torch.float32, device=device)
-    for j in range(d, 0, -1):
-        scale = float(np.float32(1.0 / math.sqrt(j * (j + 1)) * inv_std_dev))
-        scaled = features[j - 1] * scale
-        torch.sub(partial, scaled * j, out=elevated[j])
-        partial += scaled
-    elevated[0] = partial
-
-    down = float(np.float32(1.0 / (d + 1)))
-    nearest = torch.round(elevated * down)  # ties to even, like _mm_round_ps
-    remainder0 = nearest * (d + 1)
-    residual = elevated - remainder0
-    # pydensecrf's ranking: for i < j, i ranks up if r_i < r_j, else j does
-    rank = torch.zeros(d + 1, points, dtype=torch.long, device=device)
-    for i in range(d):
-        for j in range(i + 1, d + 1):
-            less = residual[i] < residual[j]
-            rank[i] += less
-            rank[j] += ~less
-    rank += nearest.sum(0).long()
-    wrap = (rank < 0).long() - (rank > d).long()
-    rank += (d + 1) * wrap
-    remainder0 += (d + 1) * wrap
-
-    weights = (elevated - remainder0) * down
-    barycentric = torch.zeros(d + 2, points, dtype=torch.float32, device=device)
-    barycentric.scatter_add_(0, d - rank, weights)
-    barycentric.scatter_add_(0, d - rank + 1, -weights)
-    barycentric[0] += 1 + barycentric[d + 1]
-    return remainder0[:d].long(), rank, barycentric[: d + 1]
-
-
-def _index_vertices(
-    remainder0: Tensor, rank: Tensor, group: Tensor, groups: int
-) -> tuple[Tensor, Tensor, Tensor, list[Tensor]]:
-    """Number the lattice points that the simplices touch and find their neighbours.
-
-    Returns the lattice point of each vertex ((d+1) × points), the points and vertex
-    numbers r of all vertices grouped by lattice point, the vertex
-    count of each lattice point, and for each of the d+1 lattice directions the index
-    of every lattice point's neighbour one step along it (-1 when no pixel touches that
-    neighbour).  A lattice point is named by its first d coordinates (the last follows,
-    as all sum to zero) plus the group.
-    """
-    d, points = remainder0.shape
-    device = remainder0.device
-    low = remainder0.min(1).values - 2 * (d + 1)
-    radix = remainder0.max(1).values + 2 * (d + 1) - low + 1
-    strides = [1]
-    for size in radix.tolist():
-        strides.append(strides[-1] * size)
-    steps = torch.arange(d + 1, device=device)
-    # a simplex is its remainder-0 point and the order of its coordinates (a permutation)
-    orders = (d + 1) ** (d + 1)
-    if strides[-1] * groups * orders < _LARGEST_CODE:
-        stride = torch.tensor(strides[:-1], device=device)
-        base = ((remainder0 - low[:, None]) * stride[:, None]).sum(0) + group * strides[-1]
-        order = (rank * (d + 1) ** steps[:, None]).sum(0)
-        points_by_simplex, simplex_starts, simplex_of = _group(base * orders + order)
-        # the codes of the d+1 vertices of one point of each simplex stand for all of it
-        first = points_by_simplex.take(simplex_starts)
-        base, rank = base.take(first), rank.index_select(1, first)
-        # Vertex r is remainder0 + r, less d+1 on the coordinates ranked above d - r, so
-        # going from vertex r-1 to r adds r's step and takes d+1 off one more coordinate:
-        # the one ranked d - r + 1 (the last coordinate has no place in the code).
-        simplices = first.numel()
-        by_rank = torch.empty_like(rank).scatter_(0, rank, steps[:, None].expand(d + 1, simplices))
-        stride_of = torch.cat([stride, stride.new_zeros(1)])
-        moves = int(stride.sum()) - (d + 1) * stride_of[by_rank[1:].flip(0)]
-        codes = torch.cat([base[None], moves]).cumsum_(0)
-        # one step along direction j: +d on coordinate j and -1 on all others
-        total = sum(strides[:-1])
-        neighbour_moves = [(d + 1) * size - total for size in strides[:d]] + [-total]
-        lattice_of, entries, _, up = _index_codes(codes.reshape(-1), neighbour_moves)
-        vertices = lattice_of.view(d + 1, simplices).index_select(1, simplex_of)
-        by_point = _expand_simplices(entries, points_by_simplex, simplex_starts, points)
-        counts = torch.bincount(vertices.reshape(-1), minlength=len(up[0]))
-        return vertices, by_point, counts, up
-    # coordinates too spread for one int64: name lattice points by unique rows instead
-    high = rank[None, :d] > (d - steps)[:, None, None]  # vertex × coordinate × point
-    keys = remainder0[None] + steps[:, None, None] - (d + 1) * high.long()
-    keys = torch.cat([keys, group.expand(d + 1, 1, points)], 1)
-    lattice_of, order, counts, up = index_rows(keys.permute(0, 2, 1).reshape(-1, d + 1), d)
-    return lattice_of.view(d + 1, points), (order % points, order // points), counts, up
-
-
-def _group(keys: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """The points in order of their key (ascending within a key), where each key's run
-    starts in that order, and each point's key number."""
-    sorted_keys, by_key = torch.sort(keys, stable=True)
-    first = torch.ones_like(sorted_keys, dtype=torch.bool)
-    first[1:] = sorted_keys[1:] != sorted_keys[:-1]
-    numbers = torch.empty_like(by_key)
-    numbers[by_key] = first.cumsum(0) - 1
-    return by_key, first.nonzero()[:, 0], numbers
-
-
-def _expand_simplices(
-    entries: Tensor, points_by_simplex: Tensor, simplex_starts: Tensor, points: int
-) -> tuple[Tensor, Tensor]:
-    """The points p and vertices r, grouped by lattice point, from the simplex vertices
-    (numbered r * simplices + s) grouped by lattice point: each stands for its
-    simplex's points."""
-    simplices = simplex_starts.numel()
-    sizes = torch.diff(simplex_starts, append=simplex_starts.new_tensor([points]))
-    vertex, simplex = entries // simplices, entries % simplices
-    lengths = sizes.take(simplex)
-    total = points * (entries.numel() // simplices)
-    # where each entry's run of points starts among the points grouped by simplex, less
-    # where it starts among all the entries' runs: add the position to get the point
-    shift = simplex_starts.take(simplex) - (torch.cumsum(lengths, 0) - lengths)
-    position = torch.repeat_interleave(shift, lengths, output_size=total)
-    position += torch.arange(total, device=entries.device)
-    vertices = torch.repeat_interleave(vertex, lengths, output_size=total)
-    return points_by_simplex.take(position), vertices
-
-
-def _index_codes(codes: Tensor, moves: list[int]) -> tuple[Tensor, Tensor, Tensor, list]:
-    """The lattice point of each code, the codes grouped by lattice point, each lattice
-    point's code count, and each lattice point's neighbour after each move (-1: none).
-
-    The lattice points are numbered in a fixed shuffled order, not in order of their
-    codes: a few points of a flat region gather most pixels, and in code order they
-    cluster, so that the threads splatting the first and the second half of the points
-    got a sixth and five sixths of the work."""
-    sorted_codes, order = torch.sort(codes)
-    first = torch.ones_like(sorted_codes, dtype=torch.bool)
-    first[1:] = sorted_codes[1:] != sorted_codes[:-1]
-    unique = sorted_codes[first]
-    points = unique.numel()
-    shuffle = torch.randperm(points, generator=torch.Generator().manual_seed(0))
-    shuffle = shuffle.to(codes.device)
-    ids = shuffle.take(first.cumsum(0) - 1)
-    regroup = torch.argsort(ids)
-    order, ids = order.take(regroup), ids.take(regroup)
-    offsets = torch.empty_like(ids)
-    offsets[order] = ids
-    counts = torch.bincount(ids, minlength=points)
-    up = []
-    for move in moves:
-        wanted = unique + move
-        found = torch.searchsorted(unique, wanted).clamp_(max=points - 1)
-        neighbour = torch.where(unique[found] == wanted, shuffle.take(found), -1)
-        up.append(torch.empty_like(neighbour).scatter_(0, shuffle, neighbour))
-    return offsets, order, counts, up
-
-
-def _blur_gather(up: Tensor, index: torch.dtype) -> Gather:
-    """The [½ 1 ½] blur along one direction; a point's neighbour below is the point
-    whose neighbour above it is."""
-    lattice_points = up.numel()
+def _blur_gathers(up: Tensor, index: torch.dtype) -> list[Gather]:
+    """The [½ 1 ½] blur along each direction (a row of ``up``, where L, the number of
+    lattice points, stands for no neighbour) of the L + 1 lattice values, the last 0.
+    A point's neighbour below is the point whose neighbour above it is."""
+    directions, lattice_points = up.shape
     device = up.device
-    own = torch.arange(lattice_points, device=device)
-    down = torch.full_like(up, -1)
-    has_up = up >= 0
-    down[up[has_up]] = own[has_up]
-    columns = torch.stack([down, own, up], 1)
-    present = columns >= 0
-    values = torch.tensor([0.5, 1.0, 0.5], device=device).expand(lattice_points, 3)
-    return Gather(
-        columns[present].to(index), _bag_starts(present.sum(1)).to(index), values[present]
-    )
+    up = up.long()
+    own = torch.arange(lattice_points, device=device).expand_as(up)
+    # column L takes the writes of the points without a neighbour above
+    down = torch.full((directions, lattice_points + 1), lattice_points, device=device)
+    down.scatter_(1, up, own)
+    bags = torch.full((directions, lattice_points + 1, 3), lattice_points, device=device)
+    bags[:, :-1] = torch.stack([down[:, :-1], own, up], 2)
+    offsets = torch.arange(0, 3 * (lattice_points + 1), 3, device=device, dtype=index)
+    values = torch.tensor([0.5, 1.0, 0.5], device=device).repeat(lattice_points + 1)
+    return [Gather(bag.view(-1).to(index), offsets, values) for bag in bags]

@@ -13,6 +13,7 @@ input fails with one line that names the problem and the fix.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -137,27 +138,7 @@ def check_postprocess_inputs(
     if n == 0 or height == 0 or width == 0:
         raise DataError(f"post-processing: empty input {_shape(probs)}; nothing to refine")
     with torch.no_grad():
-        values = probs.detach()
-        finite = torch.isfinite(values)
-        if not bool(finite.all()):
-            bad = int((~finite).sum())
-            kind = "NaN" if bool(torch.isnan(values).any()) else "infinite values"
-            raise DataError(
-                f"post-processing: probabilities contain {kind} ({bad} of {values.numel()} "
-                f"entries); check the model's output (diverged training or a bad checkpoint)"
-            )
-        low, high = float(values.min()), float(values.max())
-        if low < -SUM_TOLERANCE or high > 1 + SUM_TOLERANCE:
-            raise DataError(
-                f"post-processing: probabilities must lie in [0, 1], got values from {low:.3g} "
-                f"to {high:.3g}; apply softmax over the class dimension (dim 1) first"
-            )
-        deviation = float((values.sum(1, dtype=torch.float64) - 1).abs().max())
-        if deviation > SUM_TOLERANCE:
-            raise DataError(
-                f"post-processing: probabilities do not sum to one over the {classes} classes "
-                f"(off by up to {deviation:.3g}); apply softmax over dim 1, not another dimension"
-            )
+        _check_probability_values(probs.detach(), classes)
     if required_bytes is None:
         required_bytes = 4 * probs.numel() * probs.element_size()
     ensure_memory(
@@ -165,6 +146,34 @@ def check_postprocess_inputs(
         probs.device if device is None else device,
         f"refining {n} image(s) of {height}×{width} with {classes} classes",
     )
+
+
+def _check_probability_values(values: Tensor, classes: int) -> None:
+    """Finite, in [0, 1] and summing to one over dim 1.  Two passes over the values when
+    they are right (the extremes at once, where NaN and infinities show too; the sums in
+    the values' precision, float32 at least, which errs by far less than the tolerance);
+    the errors' details are looked for only when something is wrong."""
+    low, high = (float(x) for x in torch.aminmax(values))
+    if not (math.isfinite(low) and math.isfinite(high)):
+        finite = torch.isfinite(values)
+        bad = int((~finite).sum())
+        kind = "NaN" if bool(torch.isnan(values).any()) else "infinite values"
+        raise DataError(
+            f"post-processing: probabilities contain {kind} ({bad} of {values.numel()} "
+            f"entries); check the model's output (diverged training or a bad checkpoint)"
+        )
+    if low < -SUM_TOLERANCE or high > 1 + SUM_TOLERANCE:
+        raise DataError(
+            f"post-processing: probabilities must lie in [0, 1], got values from {low:.3g} "
+            f"to {high:.3g}; apply softmax over the class dimension (dim 1) first"
+        )
+    wide = torch.float64 if values.dtype == torch.float64 else torch.float32
+    deviation = float((values.sum(1, dtype=wide) - 1).abs().max())
+    if deviation > SUM_TOLERANCE:
+        raise DataError(
+            f"post-processing: probabilities do not sum to one over the {classes} classes "
+            f"(off by up to {deviation:.3g}); apply softmax over dim 1, not another dimension"
+        )
 
 
 def _shape(x: Tensor) -> str:
