@@ -350,8 +350,9 @@ def test_chain_from_config_parts():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_matches_cpu():
-    images, probs, _ = batch([19, 20])
+@pytest.mark.parametrize("seeds", [[19, 20], [21]], ids=["batch", "one image"])
+def test_cuda_matches_cpu(seeds):
+    images, probs, _ = batch(seeds)
     cpu = densecrf.TorchDenseCRF(device="cpu")(probs, images)
     cuda = densecrf.TorchDenseCRF(device="cuda")(probs.cuda(), images.cuda())
     assert cuda.is_cuda
