@@ -57,7 +57,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch
 from crf_contenders import (
+    DENSE_WEIGHTS,
     PUBLISHED_FILTER_SIZE,
+    WIDTHS,
     contenders,
     convcrf_repo,
     load_published,
@@ -277,7 +279,8 @@ def run_cuda(args: argparse.Namespace, repo) -> None:
                         "densecrf_torch",
                         device="cuda",
                         iterations=iterations,
-                        **contenders(None)["densecrf_torch"].settings,
+                        **WIDTHS,
+                        **DENSE_WEIGHTS,
                     ),
                 }
                 inputs = dict.fromkeys(crfs, (probs, images))
