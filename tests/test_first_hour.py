@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 from importlib.metadata import version
 from pathlib import Path
 
@@ -68,6 +69,23 @@ def test_log_progress_prints_the_first_step_then_every_interval_and_the_last():
         for _ in range(3):
             progress.advance(task)
     assert len(text.getvalue().strip().splitlines()) == 3
+
+
+def test_log_lines_fit_the_console_width_and_keep_the_time_to_go():
+    info = "loss 1.151  lr 8.73e-04  32.0 img/s"
+
+    def middle_line(width: int) -> str:
+        text = io.StringIO()
+        with LogProgress(Console(file=text, width=width), interval=0) as progress:
+            task = progress.add_task("epoch 1", total=250, info="")
+            for _ in range(43):
+                progress.update(task, advance=1, info=info)
+                time.sleep(0.001)  # the estimate of the time to go needs the steps' times
+        return text.getvalue().splitlines()[-1]
+
+    narrow, wide = middle_line(80), middle_line(120)
+    assert narrow.startswith(f"epoch 1  43/250 (17%)  {info}  ETA ") and len(narrow) <= 80
+    assert re.fullmatch(rf"epoch 1  43/250 \(17%\)  {info}  elapsed 0:\d\d  ETA \d+:\d\d", wide)
 
 
 def test_a_terminal_keeps_the_rich_bars():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 from typing import Any
 
 from rich.console import Console
@@ -46,7 +45,9 @@ class LogProgress(Progress):
     """Progress as plain lines, as training loggers write them: a task's first step,
     then one line every ``interval`` seconds, and its last step.
 
-    ``epoch 1  40/250 (16%)  loss 0.532  lr 1.00e-03  4.2 img/s  elapsed 0:01:10  ETA 0:05:15``
+    ``epoch 1  40/250 (16%)  loss 0.532  lr 1.00e-03  4.2 img/s  elapsed 1:10  ETA 5:15``
+
+    Wider than the console, a line in mid-task leaves out the time elapsed.
     """
 
     def __init__(self, console: Console, interval: float = LOG_INTERVAL_S) -> None:
@@ -78,11 +79,18 @@ class LogProgress(Progress):
         info = str(task.fields.get("info", "")).strip()
         if info:
             parts.append(info)
-        parts.append(f"elapsed {_duration(task.elapsed)}")
+        elapsed = f"elapsed {_duration(task.elapsed)}"
         if task.total and done < task.total and task.time_remaining is not None:
-            parts.append(f"ETA {_duration(task.time_remaining)}")
-        return "  ".join(parts)
+            eta = f"ETA {_duration(task.time_remaining)}"
+            line = "  ".join([*parts, elapsed, eta])
+            # a log read in a terminal of the console's width: the time spent shows on the
+            # task's first and last lines, the time to go is what a reader looks for
+            return line if len(line) <= self.console.width else "  ".join([*parts, eta])
+        return "  ".join([*parts, elapsed])
 
 
 def _duration(seconds: float | None) -> str:
-    return str(timedelta(seconds=round(seconds or 0)))
+    """``m:ss``, or ``h:mm:ss`` from an hour on."""
+    minutes, secs = divmod(round(seconds or 0), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02}:{secs:02}" if hours else f"{minutes}:{secs:02}"
