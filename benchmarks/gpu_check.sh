@@ -8,7 +8,8 @@
 #    SEGKIT_CONVCRF_REPO names its folder, the published ConvCRF with use_gpu=True, on
 #    batches of 8 of the example photographs (SEGKIT_DENSECRF_EXAMPLES) at 0.25 and
 #    1 megapixels, 21 classes, 5 and 10 iterations, with their mIoU;
-# 2. the CUDA tests (the dense CRF on CUDA against the CPU);
+# 2. the CUDA tests (the CRFs and the training paths, the dense CRF on CUDA against the
+#    CPU among them);
 # 3. benchmarks/training_paths.py on the GPU: float32, channels_last, float16 AMP,
 #    torch.compile, and the crf_rnn model in float32 and AMP;
 # 4. the quickstart, `segkit run configs/deeplab_crf.toml`, as a user runs it (its
@@ -60,6 +61,7 @@ timeout "$(budget 120)" "$python" benchmarks/crf.py --device cuda --batch 8 --si
 
 echo "== the CUDA tests"
 timeout "$(budget 60)" "$python" -m pytest -q -p no:cacheprovider tests/test_densecrf.py \
+    tests/test_crf_layer.py \
     tests/test_precision_paths.py 2>&1 | tail -n 15 | tee "$out/cuda_tests.txt"
 
 echo "== benchmarks/training_paths.py"
