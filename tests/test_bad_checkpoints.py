@@ -21,6 +21,7 @@ from segkit.core import CheckpointError
 from segkit.infer import Segmenter
 
 from .infer_fixtures import random_image, tiny_checkpoint
+from .messages import one_error_line
 from .tiny import write_tiny_config
 
 
@@ -30,13 +31,6 @@ def folder_hashes(folder: Path) -> dict[str, str]:
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
-
-
-def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

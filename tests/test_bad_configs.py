@@ -18,6 +18,7 @@ from segkit.core.config import config_from_dict
 from segkit.core.config_files import MAX_CONFIG_BYTES
 from segkit.core.ranges import RANGES
 
+from .messages import one_error_line
 from .tiny import write_tiny_config
 
 MINIMAL = {"model": {"backbone": "b", "head": "h"}}
@@ -30,14 +31,6 @@ def folder_digest(folder: Path) -> str:
         digest.update(str(path.relative_to(folder)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
-
-
-def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 # (override, the message's fragments): each names the key and the allowed range

@@ -15,6 +15,7 @@ from segkit.data import EvalTransform, build_dataset
 from segkit.infer import ConfusionMatrix, Segmenter
 
 from .infer_fixtures import CLASS_NAMES, random_image, tiny_checkpoint
+from .messages import one_error_line
 
 CRF = '\n[[postprocessors]]\nname = "densecrf_torch"\niterations = 1\n'
 
@@ -36,14 +37,6 @@ def photos(tmp_path_factory):
         Image.fromarray(random_image(height, width, seed=ord(name))).save(folder / f"{name}.png")
     (folder / "notes.txt").write_text("not an image")
     return folder
-
-
-def one_error_line(capsys, *fragments):
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def test_predict_a_folder_with_probabilities(checkpoint, photos, tmp_path, capsys, registry):

@@ -19,6 +19,7 @@ from segkit.model import load_checkpoint
 from segkit.train.run_dir import RunDirectory, plan_run_directory
 from segkit.train.run_files import MANIFEST
 
+from .messages import one_error_line
 from .tiny import write_tiny_config
 
 TRAIN = '["train"]'
@@ -33,15 +34,6 @@ def folder_state(folder: Path) -> dict[str, str]:
         for path in sorted(folder.rglob("*"))
         if path.is_file()
     }
-
-
-def one_error_line(capsys, *fragments: str) -> str:
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def epochs_recorded(run_dir: Path) -> list[int]:

@@ -30,6 +30,7 @@ from segkit.serve.limits import Limits
 from segkit.serve.service import ModelService
 
 from .infer_fixtures import CLASS_NAMES, tiny_checkpoint
+from .messages import one_error_line
 from .serve_fixtures import CRF, multipart, photo, png_bomb
 
 
@@ -267,14 +268,6 @@ def test_a_full_queue_answers_503_with_retry_after(segmenter, tmp_path, monkeypa
     assert busy.status_code == 503 and int(busy.headers["retry-after"]) >= 1
     assert "the server is busy" in busy.json()["error"]
     assert answers[0].status_code == 200
-
-
-def one_error_line(capsys, *fragments):
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def test_without_the_extra_the_command_names_it(checkpoint, monkeypatch, capsys):
